@@ -1,0 +1,71 @@
+"""Boot: build the state of a freshly booted machine from its MachineConfig.
+
+Layout (holes, reservations, kernel image, memmap), the initial direct map
+(init_memory_mapping), the pageblock migratetypes, the watermarks and per-CPU list
+sizes, and the free lists as memblock_free_all() leaves them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .config import MachineConfig, validate_machine
+from .constants import MAX_PAGE_ORDER, PG_HOLE, PG_RESERVED
+from .jit import njit
+from .page_alloc import __free_one_page
+from .state import (
+    P_COLLAPSE, P_MANAGED, P_MIN_FREE_KB, P_NCPUS, P_NOFRAGMENT, P_NR_PAGES, P_PCP_BATCH,
+    P_PCP_HIGH, P_PCP_ON, P_RAM_PAGES, P_WMARK_HIGH, P_WMARK_LOW, P_WMARK_MIN, State,
+    boot_layout, init_direct_map, kb_ranges_to_pfns, mark_reserved, new_state, watermarks,
+)
+
+
+@njit
+def __free_pages_memory(s, starts, ends):
+    """memblock_free_all -> __free_pages_memory: each free range in the largest aligned
+    chunks (order <= MAX_PAGE_ORDER), ascending, each added to the tail (FPI_TO_TAIL)."""
+    for r in range(starts.shape[0]):
+        start = starts[r]
+        end = ends[r]
+        while start < end:
+            order = MAX_PAGE_ORDER
+            while order > 0 and (start & ((1 << order) - 1)) != 0:
+                order -= 1
+            while start + (1 << order) > end:
+                order -= 1
+            mt = s.pb_mt[start >> 9]
+            __free_one_page(s, start, order, mt, True)
+            start += 1 << order
+
+
+def zone_highsize(wmark_low: int, batch: int, ncpus: int) -> int:
+    """zone_highsize with percpu_pagelist_high_fraction = 0: low watermark split over the
+    node's CPUs, at least 4 batches."""
+    return max(wmark_low // max(ncpus, 1), batch * 4)
+
+
+def boot(mc: MachineConfig) -> State:
+    validate_machine(mc)
+    is_ram, reserved = boot_layout(mc)
+    s = new_state(is_ram.size, mc.cpus)
+    init_direct_map(s, is_ram, mc.direct_gbpages, kb_ranges_to_pfns(mc.pte_mapped))
+    mark_reserved(s, reserved)
+    free = (s.pg_flags & (PG_HOLE | PG_RESERVED)) == 0
+    d = np.diff(free.astype(np.int8), prepend=0, append=0)
+    starts = np.flatnonzero(d == 1).astype(np.int64)
+    ends = np.flatnonzero(d == -1).astype(np.int64)
+    managed = int((ends - starts).sum())
+    min_kb, wmin, wlow, whigh = watermarks(managed, mc.min_free_kbytes, mc.watermark_scale_factor)
+    par = s.par
+    par[P_NR_PAGES] = is_ram.size
+    par[P_RAM_PAGES] = int(is_ram.sum())
+    par[P_MANAGED] = managed
+    par[P_MIN_FREE_KB] = min_kb
+    par[P_WMARK_MIN], par[P_WMARK_LOW], par[P_WMARK_HIGH] = wmin, wlow, whigh
+    par[P_PCP_ON] = int(mc.pcp)
+    par[P_PCP_BATCH] = mc.pcp_batch
+    par[P_PCP_HIGH] = mc.pcp_high or zone_highsize(wlow, mc.pcp_batch, mc.cpus)
+    par[P_NOFRAGMENT] = int(mc.alloc_nofragment)
+    par[P_COLLAPSE] = int(mc.cpa_collapse)
+    par[P_NCPUS] = mc.cpus
+    __free_pages_memory(s, starts, ends)
+    return s

@@ -1,0 +1,238 @@
+"""Structured configs (dataclasses) for the simulator, and their validation.
+
+Every value is checked by `validate()` before a run starts; a bad value raises
+`ConfigError` naming the dotted key and the allowed range.  The same dataclasses are
+the Hydra schema (registered in `sim.hydra_conf`), so `python -m sim`, `sim.load_config`
+and the step API's `MachineConfig(...)` all share one definition.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+# ---------------------------------------------------------------------------
+# ranges: field(metadata=...) -> checked by validate()
+
+
+def rng(lo, hi, **kw):
+    """Metadata for a numeric field allowed in [lo, hi]."""
+    return {"range": (lo, hi), **kw}
+
+
+def choice(*values):
+    return {"choices": values}
+
+
+class ConfigError(ValueError):
+    """A config value is out of range. The message names the dotted key."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"config key '{key}' = {value!r} is invalid: allowed {allowed}")
+
+
+# ---------------------------------------------------------------------------
+# machine
+
+
+@dataclass
+class MachineConfig:
+    """The simulated machine: one zone of RAM mapped by the x86-64 direct map."""
+
+    mem_mib: int = field(default=16384, metadata=rng(64, 16 * 1024 * 1024))
+    direct_gbpages: bool = True
+    cpus: int = field(default=4, metadata=rng(1, 1024))
+    # per-CPU page lists for order-0 pages (mm/page_alloc.c rmqueue_pcplist/free_unref_page).
+    # Off by default for the step API (exact buddy semantics); the conf/machine presets turn it on.
+    pcp: bool = False
+    pcp_batch: int = field(default=63, metadata=rng(1, 4096))
+    pcp_high: int = field(default=0, metadata=rng(0, 1 << 30))  # 0: zone_highsize() formula
+    # [start_kb, size_kb] ranges; holes are not RAM (not mapped, no struct page in use)
+    holes: list[list[int]] = field(default_factory=list)
+    # RAM that is mapped but never given to the page allocator (firmware, initrd, ...)
+    reserved: list[list[int]] = field(default_factory=list)
+    # RAM mapped with 4K PTEs from boot (ISA range, kernel-image alias splits made at boot)
+    pte_mapped: list[list[int]] = field(default_factory=list)
+    kernel_phys_start_mib: int = field(default=16, metadata=rng(0, 1 << 24))  # CONFIG_PHYSICAL_START
+    kernel_image_mib: int = field(default=32, metadata=rng(0, 4096))
+    memmap: bool = True  # reserve struct page (64 B per 4K page) at the top of RAM
+    min_free_kbytes: int = field(default=0, metadata=rng(0, 1 << 30))  # 0: int_sqrt(16 * lowmem_kB)
+    watermark_scale_factor: int = field(default=10, metadata=rng(1, 3000))
+    alloc_nofragment: bool = True  # ALLOC_NOFRAGMENT first pass (zone NORMAL above DMA32)
+    cpa_collapse: bool = False  # CPA_COLLAPSE for set_memory_rox (collapse_large_pages)
+
+
+# ---------------------------------------------------------------------------
+# workload
+
+DISTS = ("fixed", "exp", "lognormal", "uniform", "forever")
+ON_ALLOC = ("none", "ro", "np", "pks")
+ON_FREE = ("none", "reset", "default")
+MIGRATETYPE_NAMES = ("unmovable", "movable", "reclaimable")
+
+
+@dataclass
+class Dist:
+    """A distribution of a positive quantity. `forever` is +inf (lifetimes only)."""
+
+    dist: str = field(default="fixed", metadata=choice(*DISTS))
+    value: float = field(default=1.0, metadata=rng(0.0, 1e12))
+    mean: float = field(default=1.0, metadata=rng(1e-9, 1e12))
+    median: float = field(default=1.0, metadata=rng(1e-9, 1e12))
+    sigma: float = field(default=1.0, metadata=rng(0.0, 10.0))
+    low: float = field(default=0.0, metadata=rng(0.0, 1e12))
+    high: float = field(default=1.0, metadata=rng(0.0, 1e12))
+
+
+@dataclass
+class CallerConfig:
+    """One kernel user of the page allocator and its direct-map actions.
+
+    Objects (a vmalloc area, a module, a BPF image, a secretmem file) arrive at
+    `rate_per_s`; each is `allocs` (or ceil(size_bytes / (4K << order))) calls of
+    alloc_pages(order), order drawn from `order_mix`; all are freed after `lifetime_s`.
+    """
+
+    kind: str = "vmalloc"  # label: vmalloc, module, ftrace, kprobe, bpf, secretmem, pks, background
+    rate_per_s: float = field(default=0.0, metadata=rng(0.0, 1e9))
+    initial: int = field(default=0, metadata=rng(0, 1 << 40))  # objects alive at t=0
+    migratetype: str = field(default="unmovable", metadata=choice(*MIGRATETYPE_NAMES))
+    order_mix: dict[int, float] = field(default_factory=lambda: {0: 1.0})
+    allocs: Dist = field(default_factory=Dist)
+    size_bytes: Optional[Dist] = None
+    lifetime_s: Dist = field(default_factory=lambda: Dist(dist="exp", mean=60.0))
+    on_alloc: str = field(default="none", metadata=choice(*ON_ALLOC))
+    on_alloc_fraction: float = field(default=1.0, metadata=rng(0.0, 1.0))
+    on_free: str = field(default="none", metadata=choice(*ON_FREE))
+    unmapped: bool = False  # __GFP_UNMAPPED user: goes through the policy (issue: caches)
+    # background memory: `share` of target_utilisation x managed pages, filled at t=0 and
+    # kept in steady state (arrival rate = population / mean lifetime); may be reclaimed.
+    background: bool = False
+    share: float = field(default=0.0, metadata=rng(0.0, 1.0))
+    reclaimable: bool = False  # kswapd may free it early (page cache, slab)
+
+
+@dataclass
+class WorkloadConfig:
+    name: str = "mixed"
+    duration_s: float = field(default=600.0, metadata=rng(0.0, 1e9))
+    target_utilisation: float = field(default=0.8, metadata=rng(0.0, 0.99))
+    callers: dict[str, CallerConfig] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------
+# policy (how __GFP_UNMAPPED users get their pages)
+
+POLICIES = ("none",)
+
+
+@dataclass
+class PolicyConfig:
+    name: str = field(default="none", metadata=choice(*POLICIES))
+
+
+# ---------------------------------------------------------------------------
+# root
+
+
+@dataclass
+class SimConfig:
+    machine: MachineConfig = field(default_factory=MachineConfig)
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    seed: int = field(default=0, metadata=rng(0, 2**63 - 1))
+    sample_interval_s: float = field(default=1.0, metadata=rng(1e-6, 1e9))
+    max_samples: int = field(default=4096, metadata=rng(2, 1 << 24))
+
+
+# ---------------------------------------------------------------------------
+# validation
+
+
+def _check_field(key: str, value: Any, meta) -> None:
+    if "range" in meta:
+        lo, hi = meta["range"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, value, f"a number in [{lo}, {hi}]")
+        if isinstance(value, float) and math.isnan(value):
+            raise ConfigError(key, value, f"a number in [{lo}, {hi}]")
+        if not lo <= value <= hi:
+            raise ConfigError(key, value, f"[{lo}, {hi}]")
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(key, value, "one of " + ", ".join(map(str, meta["choices"])))
+
+
+def _validate_dataclass(obj: Any, prefix: str) -> None:
+    for f in dataclasses.fields(obj):
+        key = f"{prefix}{f.name}"
+        value = getattr(obj, f.name)
+        _check_field(key, value, f.metadata)
+        if dataclasses.is_dataclass(value):
+            _validate_dataclass(value, key + ".")
+
+
+def _validate_ranges(key: str, ranges, mem_kb: int) -> None:
+    for i, r in enumerate(ranges):
+        if len(r) != 2:
+            raise ConfigError(f"{key}[{i}]", list(r), "[start_kb, size_kb]")
+        start, size = int(r[0]), int(r[1])
+        if start < 0 or size <= 0 or start % 4 or size % 4 or start + size > mem_kb:
+            raise ConfigError(f"{key}[{i}]", list(r),
+                              f"4 kB-aligned [start_kb, size_kb] with size > 0 inside [0, {mem_kb}] kB")
+
+
+def validate_machine(m: MachineConfig, prefix: str = "machine.") -> MachineConfig:
+    _validate_dataclass(m, prefix)
+    mem_kb = m.mem_mib * 1024
+    for name in ("holes", "reserved", "pte_mapped"):
+        _validate_ranges(prefix + name, getattr(m, name), mem_kb)
+    if (m.kernel_phys_start_mib + m.kernel_image_mib) > m.mem_mib // 2:
+        raise ConfigError(prefix + "kernel_image_mib", m.kernel_image_mib,
+                          f"kernel_phys_start_mib + kernel_image_mib <= mem_mib/2 = {m.mem_mib // 2}")
+    return m
+
+
+def validate_caller(c: CallerConfig, key: str) -> None:
+    _validate_dataclass(c, key + ".")
+    if not c.order_mix:
+        raise ConfigError(key + ".order_mix", c.order_mix, "a non-empty {order: weight} map")
+    for order, w in c.order_mix.items():
+        if not 0 <= int(order) <= 10:
+            raise ConfigError(f"{key}.order_mix", order, "orders in [0, 10] (MAX_PAGE_ORDER)")
+        if not (w >= 0 and math.isfinite(w)):
+            raise ConfigError(f"{key}.order_mix.{order}", w, "a weight >= 0")
+    if sum(c.order_mix.values()) <= 0:
+        raise ConfigError(key + ".order_mix", c.order_mix, "weights with a positive sum")
+    for dname in ("allocs", "size_bytes", "lifetime_s"):
+        d = getattr(c, dname)
+        if d is None:
+            continue
+        if d.dist == "forever" and dname != "lifetime_s":
+            raise ConfigError(f"{key}.{dname}.dist", d.dist, "one of fixed, exp, lognormal, uniform")
+        if d.dist == "uniform" and d.high < d.low:
+            raise ConfigError(f"{key}.{dname}.high", d.high, f">= low ({d.low})")
+        if d.dist == "fixed" and dname == "allocs" and d.value < 1:
+            raise ConfigError(f"{key}.{dname}.value", d.value, ">= 1 allocation per object")
+    if c.background and c.share <= 0:
+        raise ConfigError(key + ".share", c.share, "(0, 1] for a background caller")
+
+
+def validate(cfg: SimConfig) -> SimConfig:
+    """Check every value of a resolved config; raise ConfigError naming the first bad key."""
+    validate_machine(cfg.machine)
+    _validate_dataclass(cfg.policy, "policy.")
+    _validate_dataclass(cfg.workload, "workload.")
+    for name, c in cfg.workload.callers.items():
+        validate_caller(c, f"workload.callers.{name}")
+    total_share = sum(c.share for c in cfg.workload.callers.values() if c.background)
+    if total_share > 1.0 + 1e-9:
+        raise ConfigError("workload.callers.*.share", round(total_share, 6),
+                          "background shares summing to at most 1.0")
+    for f in dataclasses.fields(cfg):
+        if not dataclasses.is_dataclass(getattr(cfg, f.name)):
+            _check_field(f.name, getattr(cfg, f.name), f.metadata)
+    if len(cfg.workload.callers) > 250:
+        raise ConfigError("workload.callers", len(cfg.workload.callers), "at most 250 callers")
+    return cfg

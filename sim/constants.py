@@ -1,0 +1,84 @@
+"""Kernel constants (x86-64, 4K pages) and the indices of the state's counter array."""
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+MAX_PAGE_ORDER = 10  # include/linux/mmzone.h (MAX_ORDER before 6.8)
+NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
+PAGEBLOCK_ORDER = 9  # HUGETLB_PAGE_ORDER on x86-64
+PAGEBLOCK_NR_PAGES = 1 << PAGEBLOCK_ORDER
+PTRS_PER_PTE = 512
+PMD_PAGES = 512  # 4K pages per 2M mapping
+PUD_PAGES = 512 * 512  # 4K pages per 1G mapping
+PAGE_ALLOC_COSTLY_ORDER = 3
+
+# migratetypes (include/linux/mmzone.h order); UNMAPPED is the 2022 RFC's MIGRATE_UNMAPPED
+MIGRATE_UNMOVABLE = 0
+MIGRATE_MOVABLE = 1
+MIGRATE_RECLAIMABLE = 2
+MIGRATE_UNMAPPED = 3
+MIGRATE_PCPTYPES = 3
+NR_MIGRATETYPES = 4
+MIGRATETYPE_NAMES = ("unmovable", "movable", "reclaimable", "unmapped")
+MIGRATETYPES = {n: i for i, n in enumerate(MIGRATETYPE_NAMES)}
+
+# direct-map protection bits of a 4K page (a subset of the x86 PTE bits that CPA changes)
+PROT_PRESENT = 1  # _PAGE_PRESENT
+PROT_RW = 2  # _PAGE_RW
+PROT_NX = 4  # _PAGE_NX
+PROT_PKEY = 8  # a PKS protection key (protected page tables)
+PAGE_KERNEL = PROT_PRESENT | PROT_RW | PROT_NX  # the direct map's default protection
+
+# mapping level of a 1G (PUD) or 2M (PMD) region of the direct map
+MAP_NONE = 0  # not mapped (hole)
+MAP_LEAF = 1  # a leaf (1G page at PUD level, 2M page at PMD level)
+MAP_TABLE = 2  # points to a lower-level table (split, or built with 4K pages at boot)
+
+# per-page state flags (pg_flags)
+PG_BUDDY = 1  # head of a free buddy block (PageBuddy)
+PG_ALLOC = 2  # head of an allocated block
+PG_PCP = 4  # on a per-CPU list
+PG_RESERVED = 8  # boot reservation / memmap / kernel image
+PG_HOLE = 16  # not RAM
+PG_CACHE = 32  # held by a policy's cache (unmapped-page cache)
+
+# counter indices into State.ctr (int64)
+C_L2_SPLITS = 0  # direct_map_level2_splits
+C_L3_SPLITS = 1  # direct_map_level3_splits
+C_L2_COLLAPSES = 2
+C_L3_COLLAPSES = 3
+C_DM_4K = 4  # number of 4K leaf entries (DirectMap4k / 4)
+C_DM_2M = 5  # number of 2M leaf entries
+C_DM_1G = 6  # number of 1G leaf entries
+C_PT_PAGES = 7  # page-table pages held by the direct map below the PUD level
+C_NR_FREE = 8  # NR_FREE_PAGES (buddy free lists; not per-CPU lists)
+C_NR_PCP = 9  # pages on per-CPU lists
+C_ALLOCS = 10  # successful alloc_pages calls
+C_FREES = 11
+C_ALLOC_FAIL = 12  # failed alloc_pages calls (all orders)
+C_RECLAIM = 13  # pages freed by reclaim (pgsteal)
+C_KSWAPD = 14  # reclaim runs
+C_CLAIM = 15  # fallbacks that claimed a whole pageblock
+C_STEAL = 16  # fallbacks that stole pages without claiming the block
+C_CPA = 17  # change_page_attr calls that changed something
+C_TLB_FLUSH = 18  # flush_tlb_all from a split/collapse, or a changed large page
+C_ALLOC_PAGES = 19  # pages handed out (sum of 1 << order)
+C_FREE_PAGES = 20
+C_PCP_REFILL = 21  # rmqueue_bulk calls
+C_PCP_DRAIN = 22  # free_pcppages_bulk calls
+C_UNMAPPED_ALLOCS = 23  # allocations of __GFP_UNMAPPED users
+C_NP_PAGES = 24  # 4K pages currently not present in the direct map
+C_RO_PAGES = 25  # 4K pages currently read-only in the direct map
+C_CACHE_HITS = 26  # policy counters (unmapped-page caches)
+C_CACHE_MISSES = 27
+C_CACHE_BLOCKS = 28
+C_CACHE_FREE = 29
+C_CACHE_USED = 30
+C_CACHE_RELEASED = 31
+C_CACHE_PEAK = 32
+C_SHRINK_RUNS = 33
+C_CACHE_LIMIT_FALLBACKS = 34
+C_CACHE_REFILL_2M = 35
+C_CACHE_REFILL_LOW = 36
+C_EVENTS = 37  # events processed by the loop
+C_ALLOC_FAIL_ORDER = 40  # 11 entries: failures per order
+N_COUNTERS = C_ALLOC_FAIL_ORDER + NR_PAGE_ORDERS

@@ -1,0 +1,248 @@
+"""The x86-64 direct map and change_page_attr (arch/x86/mm/pat/set_memory.c).
+
+Levels: one entry per 1G region (pud_map), per 2M region (pmd_map), and the effective
+protection of every 4K page (prot). A 1G or 2M leaf has one protection, stored in each
+of its 4K pages' prot entries, so a change of a whole leaf is a range write.
+"""
+from .constants import (
+    C_CPA, C_DM_1G, C_DM_2M, C_DM_4K, C_L2_COLLAPSES, C_L2_SPLITS, C_L3_COLLAPSES,
+    C_L3_SPLITS, C_NP_PAGES, C_PT_PAGES, C_RO_PAGES, C_TLB_FLUSH, MAP_LEAF, MAP_NONE,
+    MAP_TABLE, MIGRATE_UNMOVABLE, PG_HOLE, PMD_PAGES, PROT_PRESENT, PROT_RW, PUD_PAGES,
+)
+from .jit import njit
+from .page_alloc import ALLOC_NO_WATERMARKS, ALLOC_WMARK_MIN, __alloc_pages_noreclaim, __free_pages
+from .state import P_COLLAPSE, P_CPU
+
+CPA_OK = 0
+CPA_ENOMEM = -12
+CPA_EFAULT = -14
+
+
+@njit
+def alloc_pgtable_page(s):
+    """The page-table page a split needs: alloc_pages(GFP_KERNEL, 0), unmovable."""
+    pfn = __alloc_pages_noreclaim(s, 0, MIGRATE_UNMOVABLE, s.par[P_CPU], ALLOC_WMARK_MIN)
+    if pfn < 0:  # GFP_KERNEL may dip further after reclaim; model it as the reserves
+        pfn = __alloc_pages_noreclaim(s, 0, MIGRATE_UNMOVABLE, s.par[P_CPU], ALLOC_NO_WATERMARKS)
+    if pfn >= 0:
+        s.ctr[C_PT_PAGES] += 1
+    return pfn
+
+
+@njit
+def split_large_page_1g(s, g):
+    """split_large_page at PUD level: one 1G leaf -> 512 2M leaves (direct_map_level3_splits)."""
+    pt = alloc_pgtable_page(s)
+    if pt < 0:
+        return CPA_ENOMEM
+    s.pud_pt[g] = pt
+    s.pud_map[g] = MAP_TABLE  # pmd_map entries below were MAP_LEAF already
+    s.ctr[C_L3_SPLITS] += 1
+    s.ctr[C_DM_1G] -= 1
+    s.ctr[C_DM_2M] += 512
+    s.ctr[C_TLB_FLUSH] += 1
+    return CPA_OK
+
+
+@njit
+def split_large_page_2m(s, m):
+    """split_large_page at PMD level: one 2M leaf -> 512 4K PTEs (direct_map_level2_splits)."""
+    pt = alloc_pgtable_page(s)
+    if pt < 0:
+        return CPA_ENOMEM
+    s.pmd_pt[m] = pt
+    s.pmd_map[m] = MAP_TABLE
+    s.ctr[C_L2_SPLITS] += 1
+    s.ctr[C_DM_2M] -= 1
+    s.ctr[C_DM_4K] += PMD_PAGES
+    s.ctr[C_TLB_FLUSH] += 1
+    return CPA_OK
+
+
+@njit
+def account_prot(s, old, new, n):
+    """Keep the counts of not-present and read-only 4K pages in step with prot."""
+    if (old & PROT_PRESENT) != (new & PROT_PRESENT):
+        s.ctr[C_NP_PAGES] += n if (new & PROT_PRESENT) == 0 else -n
+    old_ro = (old & PROT_PRESENT) != 0 and (old & PROT_RW) == 0
+    new_ro = (new & PROT_PRESENT) != 0 and (new & PROT_RW) == 0
+    if old_ro != new_ro:
+        s.ctr[C_RO_PAGES] += n if new_ro else -n
+
+
+@njit
+def set_leaf_prot(s, start, n, new):
+    old = s.prot[start]
+    account_prot(s, old, new, n)
+    s.prot[start:start + n] = new
+    s.ctr[C_TLB_FLUSH] += 1
+
+
+@njit
+def __change_page_attr_set_clr(s, pfn, numpages, mask_set, mask_clr):
+    """__change_page_attr_set_clr over [pfn, pfn + numpages) of the direct map.
+
+    For each large page covering the address (__should_split_large_page): unchanged
+    protection -> nothing; request covers the whole aligned large page -> update in
+    place; otherwise split it (1G -> 2M, 2M -> 4K, as deep as needed), each split taking
+    one order-0 unmovable page-table page. Returns 0, -ENOMEM or -EFAULT (hole)."""
+    addr = pfn
+    end = pfn + numpages
+    changed = False
+    while addr < end:
+        g = addr // PUD_PAGES
+        if s.pud_map[g] == MAP_NONE:
+            return CPA_EFAULT
+        if s.pud_map[g] == MAP_LEAF:
+            lpaddr = g * PUD_PAGES
+            old = s.prot[lpaddr]
+            new = (old & ~mask_clr) | mask_set
+            nxt = lpaddr + PUD_PAGES
+            if new == old:
+                addr = min(nxt, end)
+                continue
+            if addr == lpaddr and end >= nxt:
+                set_leaf_prot(s, lpaddr, PUD_PAGES, new)
+                addr = nxt
+                changed = True
+                continue
+            err = split_large_page_1g(s, g)
+            if err != CPA_OK:
+                return err
+        m = addr // PMD_PAGES
+        pm = s.pmd_map[m]
+        if pm == MAP_NONE:
+            return CPA_EFAULT
+        if pm == MAP_LEAF:
+            lpaddr = m * PMD_PAGES
+            old = s.prot[lpaddr]
+            new = (old & ~mask_clr) | mask_set
+            nxt = lpaddr + PMD_PAGES
+            if new == old:
+                addr = min(nxt, end)
+                continue
+            if addr == lpaddr and end >= nxt:
+                set_leaf_prot(s, lpaddr, PMD_PAGES, new)
+                addr = nxt
+                changed = True
+                continue
+            err = split_large_page_2m(s, m)
+            if err != CPA_OK:
+                return err
+        # PTE level: change the 4K entries up to the end of this 2M region
+        stop = min(end, (m + 1) * PMD_PAGES)
+        any_change = False
+        while addr < stop:
+            old = s.prot[addr]
+            if old == 0 and (s.pg_flags[addr] & PG_HOLE) != 0:  # no PTE for a hole
+                return CPA_EFAULT
+            new = (old & ~mask_clr) | mask_set
+            if new != old:
+                account_prot(s, old, new, 1)
+                s.prot[addr] = new
+                any_change = True
+            addr += 1
+        if any_change:
+            changed = True
+            s.ctr[C_TLB_FLUSH] += 1
+    if changed:
+        s.ctr[C_CPA] += 1
+    return CPA_OK
+
+
+@njit
+def free_pgtable_page(s, pfn):
+    """Give a page-table page released by a collapse back to the page allocator
+    (tables built at boot came from memblock and are not freed)."""
+    if pfn >= 0:
+        __free_pages(s, pfn, 0, s.par[P_CPU])
+        s.ctr[C_PT_PAGES] -= 1
+
+
+@njit
+def collapse_pmd_page(s, m):
+    """collapse_pmd_page: 512 present, uniform, contiguous, aligned 4K PTEs -> one 2M leaf;
+    the page-table page is freed."""
+    if s.pmd_map[m] != MAP_TABLE:  # MAP_TABLE_BOOT (_PAGE_KERNEL_4K) is never collapsed
+        return False
+    start = m * PMD_PAGES
+    first = s.prot[start]
+    if (first & PROT_PRESENT) == 0:
+        return False
+    for i in range(1, PMD_PAGES):
+        if s.prot[start + i] != first:
+            return False
+    s.pmd_map[m] = MAP_LEAF
+    free_pgtable_page(s, s.pmd_pt[m])
+    s.pmd_pt[m] = -1
+    s.ctr[C_L2_COLLAPSES] += 1
+    s.ctr[C_DM_4K] -= PMD_PAGES
+    s.ctr[C_DM_2M] += 1
+    return True
+
+
+@njit
+def collapse_pud_page(s, g):
+    """collapse_pud_page: 512 uniform 2M leaves -> one 1G leaf."""
+    if s.pud_map[g] != MAP_TABLE:
+        return False
+    first_m = g * 512
+    first = s.prot[g * PUD_PAGES]
+    if (first & PROT_PRESENT) == 0:
+        return False
+    for i in range(512):
+        if s.pmd_map[first_m + i] != MAP_LEAF or s.prot[(first_m + i) * PMD_PAGES] != first:
+            return False
+    s.pud_map[g] = MAP_LEAF
+    free_pgtable_page(s, s.pud_pt[g])
+    s.pud_pt[g] = -1
+    s.ctr[C_L3_COLLAPSES] += 1
+    s.ctr[C_DM_2M] -= 512
+    s.ctr[C_DM_1G] += 1
+    return True
+
+
+@njit
+def collapse_large_pages(s, pfn, numpages):
+    """collapse_large_pages (CPA_COLLAPSE): try to restore 2M then 1G leaves over the
+    regions the range touches. Returns the number of page-table pages released."""
+    released = 0
+    m0 = pfn // PMD_PAGES
+    m1 = (pfn + numpages - 1) // PMD_PAGES
+    for m in range(m0, m1 + 1):
+        if s.pud_map[m // 512] == MAP_TABLE and collapse_pmd_page(s, m):
+            released += 1
+    g0 = pfn // PUD_PAGES
+    g1 = (pfn + numpages - 1) // PUD_PAGES
+    for g in range(g0, g1 + 1):
+        if collapse_pud_page(s, g):
+            released += 1
+    if released:
+        s.ctr[C_TLB_FLUSH] += 1
+    return released
+
+
+@njit
+def change_page_attr(s, pfn, numpages, mask_set, mask_clr, collapse):
+    """change_page_attr_set_clr, plus collapse_large_pages when CPA_COLLAPSE is asked
+    for (set_memory_rox) and the machine enables it."""
+    err = __change_page_attr_set_clr(s, pfn, numpages, mask_set, mask_clr)
+    if err == CPA_OK and collapse and s.par[P_COLLAPSE] != 0:
+        collapse_large_pages(s, pfn, numpages)
+    return err
+
+
+@njit
+def mapping_level(s, pfn):
+    """The page size mapping pfn: 3 = 1G, 2 = 2M, 1 = 4K, 0 = not mapped."""
+    g = pfn // PUD_PAGES
+    if s.pud_map[g] == MAP_NONE:
+        return 0
+    if s.pud_map[g] == MAP_LEAF:
+        return 3
+    pm = s.pmd_map[pfn // PMD_PAGES]
+    if pm == MAP_NONE:
+        return 0
+    if pm == MAP_LEAF:
+        return 2
+    return 1

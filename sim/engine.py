@@ -1,0 +1,153 @@
+"""The compiled per-event loop: allocations and frees of the workload's callers, their
+direct-map actions, kswapd-like reclaim, and time-series sampling of the counters."""
+import numpy as np
+
+from .constants import (
+    C_EVENTS, C_KSWAPD, C_NR_FREE, C_RECLAIM, C_UNMAPPED_ALLOCS,
+    MAX_PAGE_ORDER, N_COUNTERS, PAGE_KERNEL, PAGEBLOCK_ORDER, PROT_PKEY,
+    PROT_PRESENT, PROT_RW,
+)
+from .directmap import change_page_attr
+from .jit import njit
+from .page_alloc import ALLOC_WMARK_LOW, ALLOC_WMARK_MIN, __alloc_pages_noreclaim, __free_pages, alloc_failed
+from .state import P_CPU, P_WMARK_HIGH
+from .workload import AF_ACTION, AF_RECLAIMABLE, AF_UNMAPPED
+
+# a_pfn states besides a pfn
+NOT_YET = -3  # allocation event not reached yet
+FAILED = -1  # allocation failed
+GONE = -2  # freed (by its free event or by reclaim)
+
+# action codes (workload.ON_ALLOC_CODES / ON_FREE_CODES)
+ACT_NONE, ACT_RO, ACT_NP, ACT_PKS = 0, 1, 2, 3
+FREE_NONE, FREE_RESET, FREE_DEFAULT = 0, 1, 2
+
+N_SAMPLE_COLS = N_COUNTERS + 2  # counters, free 2M blocks, time
+
+
+@njit
+def set_pages(s, pfn, n, mask_set, mask_clr):
+    """Per-4K-page CPA calls, as the kernel's callers make them (set_area_direct_map,
+    the direct-map alias of set_memory_ro on vmalloc memory, secretmem_fault)."""
+    for i in range(n):
+        change_page_attr(s, pfn + i, 1, mask_set, mask_clr, False)
+
+
+@njit
+def apply_alloc_action(s, pfn, n, act):
+    if act == ACT_RO:  # set_memory_ro/rox on the vmalloc address: the alias goes RO
+        set_pages(s, pfn, n, 0, PROT_RW)
+    elif act == ACT_NP:  # set_direct_map_invalid_noflush
+        set_pages(s, pfn, n, 0, PROT_PRESENT | PROT_RW)
+    elif act == ACT_PKS:  # protected page tables: a PKS key on the direct map
+        set_pages(s, pfn, n, PROT_PKEY, 0)
+
+
+@njit
+def apply_free_action(s, pfn, n, act):
+    if act == FREE_RESET:  # vm_reset_perms: invalid, flush, then default, page by page
+        set_pages(s, pfn, n, 0, PROT_PRESENT | PROT_RW)
+        set_pages(s, pfn, n, PAGE_KERNEL, PROT_PKEY)
+    elif act == FREE_DEFAULT:  # set_direct_map_default_noflush: back to PAGE_KERNEL
+        set_pages(s, pfn, n, PAGE_KERNEL, PROT_PKEY)
+
+
+@njit
+def free_2m_blocks(s):
+    """Free 2M blocks left in the page allocator (free blocks of order >= 9)."""
+    total = 0
+    for o in range(PAGEBLOCK_ORDER, MAX_PAGE_ORDER + 1):
+        for mt in range(s.nr_free.shape[1]):
+            total += s.nr_free[o, mt] << (o - PAGEBLOCK_ORDER)
+    return total
+
+
+@njit
+def kswapd_reclaim(s, a_pfn, a_order, a_flags, a_caller, c_on_free, rc):
+    """Reclaim below the low watermark: free the oldest live reclaimable allocations
+    until NR_FREE_PAGES reaches the high watermark. rc[0] is a cursor over allocation
+    ids (ids are in allocation-time order, so the oldest live one is the first)."""
+    s.ctr[C_KSWAPD] += 1
+    high = s.par[P_WMARK_HIGH]
+    i = rc[0]
+    n = a_pfn.shape[0]
+    while i < n and s.ctr[C_NR_FREE] < high:
+        p = a_pfn[i]
+        if p == NOT_YET:
+            break  # younger allocations have not happened yet
+        reclaimable = (a_flags[i] & AF_RECLAIMABLE) != 0
+        if p >= 0 and reclaimable:
+            order = a_order[i]
+            apply_free_action(s, p, 1 << order, c_on_free[a_caller[i]])
+            __free_pages(s, p, order, s.par[P_CPU])
+            s.ctr[C_RECLAIM] += 1 << order
+            a_pfn[i] = GONE
+        if i == rc[0] and (a_pfn[i] < 0 or not reclaimable):
+            rc[0] = i + 1  # gone or never reclaimable: no need to look at it again
+        i += 1
+
+
+@njit
+def alloc_with_reclaim(s, order, mt, a_pfn, a_order, a_flags, a_caller, c_on_free, rc):
+    """__alloc_pages: fast path; below the low watermark wake kswapd (reclaim to high);
+    then the min watermark and a per-CPU drain; else count a failure for this order."""
+    pfn = __alloc_pages_noreclaim(s, order, mt, s.par[P_CPU], ALLOC_WMARK_LOW)
+    if pfn >= 0:
+        return pfn
+    kswapd_reclaim(s, a_pfn, a_order, a_flags, a_caller, c_on_free, rc)
+    pfn = __alloc_pages_noreclaim(s, order, mt, s.par[P_CPU], ALLOC_WMARK_MIN)
+    if pfn < 0:
+        alloc_failed(s, order)
+    return pfn
+
+
+@njit
+def record_sample(s, samples, k, t):
+    for j in range(N_COUNTERS):
+        samples[k, j] = s.ctr[j]
+    samples[k, N_COUNTERS] = free_2m_blocks(s)
+    samples[k, N_COUNTERS + 1] = np.int64(t * 1e6)  # microseconds
+
+
+@njit
+def run_events(s, ev_time, ev_code, a_order, a_mt, a_cpu, a_caller, a_flags, a_pfn,
+               c_on_alloc, c_on_free, rc, samples, sample_dt, start, stop, t_next_sample, n_sampled):
+    """Process events[start:stop]; returns (next sample time, samples taken). Resumable,
+    so the caller can show progress between chunks."""
+    k = n_sampled
+    max_k = samples.shape[0]
+    for e in range(start, stop):
+        t = ev_time[e]
+        while t >= t_next_sample and k < max_k:
+            record_sample(s, samples, k, t_next_sample)
+            k += 1
+            t_next_sample += sample_dt
+        code = ev_code[e]
+        aid = code >> 1
+        s.par[P_CPU] = a_cpu[aid]
+        order = a_order[aid]
+        s.ctr[C_EVENTS] += 1
+        if (code & 1) == 0:
+            flags = a_flags[aid]
+            if flags & AF_UNMAPPED:
+                s.ctr[C_UNMAPPED_ALLOCS] += 1
+            pfn = alloc_with_reclaim(s, order, a_mt[aid], a_pfn, a_order, a_flags, a_caller, c_on_free, rc)
+            if pfn < 0:
+                a_pfn[aid] = FAILED
+                continue
+            a_pfn[aid] = pfn
+            if flags & AF_ACTION:
+                apply_alloc_action(s, pfn, 1 << order, c_on_alloc[a_caller[aid]])
+        else:
+            pfn = a_pfn[aid]
+            if pfn < 0:
+                continue  # failed, or reclaimed earlier
+            apply_free_action(s, pfn, 1 << order, c_on_free[a_caller[aid]])
+            __free_pages(s, pfn, order, s.par[P_CPU])
+            a_pfn[aid] = GONE
+    return t_next_sample, k
+
+
+def new_alloc_state(n_allocs: int) -> np.ndarray:
+    return np.full(n_allocs, NOT_YET, np.int64)
+

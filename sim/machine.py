@@ -1,0 +1,165 @@
+"""The step API: a booted machine driven one kernel call at a time (debugging, exact tests).
+
+    from sim import Machine, MachineConfig
+    m = Machine(MachineConfig(mem_mib=4096, direct_gbpages=True))
+    pfn = m.alloc_pages(0, "unmovable")
+    m.set_direct_map_invalid_noflush(pfn)
+    m.counters()["direct_map_level2_splits"]  # 1
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .boot import boot
+from .config import MachineConfig
+from .constants import (
+    MAX_PAGE_ORDER, MIGRATETYPE_NAMES, MIGRATETYPES, MIGRATE_PCPTYPES, NR_PAGE_ORDERS,
+    PAGE_KERNEL, PG_ALLOC, PROT_NX, PROT_PKEY, PROT_PRESENT, PROT_RW,
+)
+from .directmap import change_page_attr, mapping_level
+from .engine import free_2m_blocks
+from .metrics import counters
+from .page_alloc import ALLOC_WMARK_LOW, alloc_failed, alloc_pages_noreclaim, drain_all_pages, free_pages
+from .state import P_CPU, P_NR_PAGES
+
+
+def _migratetype(name: str) -> int:
+    if name not in MIGRATETYPES or MIGRATETYPES[name] >= MIGRATE_PCPTYPES:
+        raise ValueError(f"migratetype {name!r}: allowed unmovable, movable, reclaimable")
+    return MIGRATETYPES[name]
+
+
+class Machine:
+    """A booted machine: one zone, its buddy allocator, and the direct map."""
+
+    def __init__(self, config: MachineConfig | None = None, policy=None):
+        self.config = config or MachineConfig()
+        self.state = boot(self.config)
+        self.policy = policy
+        self.cpu = 0
+
+    # --- page allocator ----------------------------------------------------------
+    def alloc_pages(self, order: int, migratetype: str = "unmovable", unmapped: bool = False):
+        """alloc_pages(gfp, order): the first pfn of the block, or None (allocation failure)."""
+        if not 0 <= int(order) <= MAX_PAGE_ORDER:
+            raise ValueError(f"order {order}: allowed 0..{MAX_PAGE_ORDER} (MAX_PAGE_ORDER)")
+        mt = _migratetype(migratetype)
+        s = self.state
+        s.par[P_CPU] = self.cpu
+        pfn = int(alloc_pages_noreclaim(s, int(order), mt, self.cpu, ALLOC_WMARK_LOW))
+        if pfn < 0:
+            alloc_failed(s, int(order))
+            return None
+        if unmapped:
+            self.set_direct_map_invalid_noflush_range(pfn, 1 << int(order))
+        return pfn
+
+    def free_pages(self, pfn: int, order: int) -> None:
+        """__free_pages(page, order). The block must be allocated with that order."""
+        s = self.state
+        self._check_range(pfn, 1)
+        if not (s.pg_flags[pfn] & PG_ALLOC) or int(s.pg_order[pfn]) != int(order):
+            raise ValueError(f"free_pages(pfn={pfn}, order={order}): not an allocated block of that order")
+        s.par[P_CPU] = self.cpu
+        free_pages(s, int(pfn), int(order), self.cpu)
+
+    def drain_all_pages(self) -> None:
+        """drain_all_pages: empty the per-CPU lists into the buddy free lists."""
+        drain_all_pages(self.state)
+
+    # --- direct map (CPA) ----------------------------------------------------------
+    def _check_range(self, pfn: int, n: int) -> None:
+        if n < 1 or pfn < 0 or pfn + n > int(self.state.par[P_NR_PAGES]):
+            raise ValueError(f"pfn range [{pfn}, {pfn + n}) is outside the machine's memory")
+
+    def _cpa(self, pfn: int, n: int, mask_set: int, mask_clr: int, collapse: bool = False) -> int:
+        self._check_range(int(pfn), int(n))
+        self.state.par[P_CPU] = self.cpu
+        return int(change_page_attr(self.state, int(pfn), int(n), mask_set, mask_clr, collapse))
+
+    def set_direct_map_invalid_noflush(self, pfn: int) -> int:
+        return self._cpa(pfn, 1, 0, PROT_PRESENT | PROT_RW)
+
+    def set_direct_map_default_noflush(self, pfn: int) -> int:
+        return self._cpa(pfn, 1, PAGE_KERNEL, PROT_PKEY)
+
+    def set_direct_map_invalid_noflush_range(self, pfn: int, n: int) -> None:
+        for i in range(n):
+            self.set_direct_map_invalid_noflush(pfn + i)
+
+    def set_memory_ro(self, pfn: int, n: int) -> int:
+        return self._cpa(pfn, n, 0, PROT_RW)
+
+    def set_memory_rw(self, pfn: int, n: int) -> int:
+        return self._cpa(pfn, n, PROT_RW, 0)
+
+    def set_memory_x(self, pfn: int, n: int) -> int:
+        return self._cpa(pfn, n, 0, PROT_NX)
+
+    def set_memory_nx(self, pfn: int, n: int) -> int:
+        return self._cpa(pfn, n, PROT_NX, 0)
+
+    def set_memory_np(self, pfn: int, n: int) -> int:
+        return self._cpa(pfn, n, 0, PROT_PRESENT)
+
+    def set_memory_p(self, pfn: int, n: int) -> int:
+        return self._cpa(pfn, n, PROT_PRESENT, 0)
+
+    def set_memory_rox(self, pfn: int, n: int) -> int:
+        """set_memory_rox: RO + X, with CPA_COLLAPSE when machine.cpa_collapse is on."""
+        return self._cpa(pfn, n, 0, PROT_RW | PROT_NX, collapse=True)
+
+    # --- read-out ------------------------------------------------------------------
+    def counters(self) -> dict[str, int]:
+        return counters(self.state)
+
+    def mapping_level(self, pfn: int) -> int:
+        """Page size mapping pfn in the direct map: 3 = 1G, 2 = 2M, 1 = 4K, 0 = unmapped."""
+        self._check_range(int(pfn), 1)
+        return int(mapping_level(self.state, int(pfn)))
+
+    @property
+    def pmd_levels(self) -> np.ndarray:
+        """Mapping level per 2M region (3 = inside a 1G page, 2 = 2M page, 1 = split to 4K,
+        0 = not mapped), read-only."""
+        s = self.state
+        lv = np.where(s.pmd_map == 1, 2, np.where(s.pmd_map >= 2, 1, 0)).astype(np.int8)
+        lv[np.repeat(s.pud_map == 1, 512)] = 3
+        lv.flags.writeable = False
+        return lv
+
+    @property
+    def prot(self) -> np.ndarray:
+        """Direct-map protection bits per 4K page (1 present, 2 RW, 4 NX, 8 PKS key), read-only."""
+        v = self.state.prot.view()
+        v.flags.writeable = False
+        return v
+
+    @property
+    def free_area(self) -> np.ndarray:
+        """Free blocks per order and migratetype, shape (11, 4), read-only (/proc/pagetypeinfo)."""
+        v = self.state.nr_free.copy()
+        v.flags.writeable = False
+        return v
+
+    def free_pages_per_order(self) -> dict[str, list[int]]:
+        """{migratetype: [free blocks of order 0..10]} like /proc/pagetypeinfo."""
+        return {MIGRATETYPE_NAMES[mt]: [int(x) for x in self.state.nr_free[:, mt]]
+                for mt in range(self.state.nr_free.shape[1])}
+
+    @property
+    def pageblock_migratetypes(self) -> np.ndarray:
+        """Migratetype per pageblock (0 unmovable, 1 movable, 2 reclaimable, 3 unmapped), read-only."""
+        v = self.state.pb_mt.view()
+        v.flags.writeable = False
+        return v
+
+    def pageblock_migratetype(self, pfn: int) -> str:
+        return MIGRATETYPE_NAMES[int(self.state.pb_mt[int(pfn) >> 9])]
+
+    def free_2m_blocks(self) -> int:
+        return int(free_2m_blocks(self.state))
+
+    @property
+    def nr_orders(self) -> int:
+        return NR_PAGE_ORDERS

@@ -1,0 +1,510 @@
+"""The buddy page allocator of one zone (mm/page_alloc.c), compiled with numba.
+
+Free lists per order 0..MAX_PAGE_ORDER and migratetype are doubly linked lists through
+the per-page arrays pg_next/pg_prev; per-CPU lists (order 0) reuse the same links.
+"""
+from .constants import (
+    C_ALLOC_FAIL, C_ALLOC_FAIL_ORDER, C_ALLOC_PAGES, C_ALLOCS, C_CLAIM, C_FREE_PAGES,
+    C_FREES, C_NR_FREE, C_NR_PCP, C_PCP_DRAIN, C_PCP_REFILL, C_STEAL, MAX_PAGE_ORDER,
+    MIGRATE_MOVABLE, MIGRATE_PCPTYPES, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE,
+    NR_MIGRATETYPES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_ALLOC, PG_BUDDY, PG_PCP,
+)
+from .jit import njit
+from .state import (
+    P_NOFRAGMENT, P_NR_PAGES, P_PCP_BATCH, P_PCP_HIGH, P_PCP_ON, P_WMARK_LOW, P_WMARK_MIN,
+)
+
+ALLOC_WMARK_MIN = 0
+ALLOC_WMARK_LOW = 1
+ALLOC_NO_WATERMARKS = 2
+
+
+@njit
+def fallback_mt(start_mt, i):
+    """fallbacks[][] (mm/page_alloc.c): the i-th fallback migratetype of start_mt."""
+    if start_mt == MIGRATE_UNMOVABLE:
+        return MIGRATE_RECLAIMABLE if i == 0 else MIGRATE_MOVABLE
+    if start_mt == MIGRATE_MOVABLE:
+        return MIGRATE_RECLAIMABLE if i == 0 else MIGRATE_UNMOVABLE
+    if start_mt == MIGRATE_RECLAIMABLE:
+        return MIGRATE_UNMOVABLE if i == 0 else MIGRATE_MOVABLE
+    return -1  # MIGRATE_UNMAPPED and others have no fallbacks
+
+
+# --- free lists -------------------------------------------------------------------
+
+
+@njit
+def add_to_free_list(s, pfn, order, mt, tail):
+    """__add_to_free_list + set_buddy_order."""
+    s.pg_flags[pfn] = (s.pg_flags[pfn] & ~(PG_ALLOC | PG_PCP)) | PG_BUDDY
+    s.pg_order[pfn] = order
+    s.pg_mt[pfn] = mt
+    head = s.free_head[order, mt]
+    if head < 0:
+        s.pg_next[pfn] = -1
+        s.pg_prev[pfn] = -1
+        s.free_head[order, mt] = pfn
+        s.free_tail[order, mt] = pfn
+    elif tail:
+        t = s.free_tail[order, mt]
+        s.pg_next[t] = pfn
+        s.pg_prev[pfn] = t
+        s.pg_next[pfn] = -1
+        s.free_tail[order, mt] = pfn
+    else:
+        s.pg_prev[head] = pfn
+        s.pg_next[pfn] = head
+        s.pg_prev[pfn] = -1
+        s.free_head[order, mt] = pfn
+    s.nr_free[order, mt] += 1
+    s.ctr[C_NR_FREE] += 1 << order
+
+
+@njit
+def del_from_free_list(s, pfn, order, mt):
+    """__del_page_from_free_list: unlink and clear PageBuddy."""
+    nxt = s.pg_next[pfn]
+    prv = s.pg_prev[pfn]
+    if prv >= 0:
+        s.pg_next[prv] = nxt
+    else:
+        s.free_head[order, mt] = nxt
+    if nxt >= 0:
+        s.pg_prev[nxt] = prv
+    else:
+        s.free_tail[order, mt] = prv
+    s.pg_next[pfn] = -1
+    s.pg_prev[pfn] = -1
+    s.pg_flags[pfn] &= ~PG_BUDDY
+    s.nr_free[order, mt] -= 1
+    s.ctr[C_NR_FREE] -= 1 << order
+
+
+@njit
+def move_to_free_list(s, pfn, order, old_mt, new_mt):
+    """move_to_free_list: to the tail of another migratetype's list."""
+    del_from_free_list(s, pfn, order, old_mt)
+    add_to_free_list(s, pfn, order, new_mt, True)
+
+
+@njit
+def page_is_buddy(s, pfn, order):
+    """page_is_buddy: the buddy is a free block head of exactly this order."""
+    if pfn < 0 or pfn >= s.par[P_NR_PAGES]:
+        return False
+    return (s.pg_flags[pfn] & PG_BUDDY) != 0 and s.pg_order[pfn] == order
+
+
+@njit
+def buddy_merge_likely(s, pfn, buddy_pfn, order):
+    """buddy_merge_likely: put the block at the tail if its parent is likely to merge."""
+    if order >= MAX_PAGE_ORDER - 1:
+        return False
+    higher_page_pfn = buddy_pfn & pfn
+    higher_buddy = higher_page_pfn ^ (1 << (order + 1))
+    return page_is_buddy(s, higher_buddy, order + 1)
+
+
+@njit
+def set_pageblock_range(s, pfn, order, mt):
+    """set_pageblock_migratetype / change_pageblock_range for order >= pageblock_order."""
+    first = pfn >> PAGEBLOCK_ORDER
+    nr = 1
+    if order > PAGEBLOCK_ORDER:
+        nr = 1 << (order - PAGEBLOCK_ORDER)
+    for b in range(first, first + nr):
+        s.pb_mt[b] = mt
+
+
+@njit
+def __free_one_page(s, pfn, order, mt, to_tail_forced):
+    """__free_one_page: merge with free buddies up to MAX_PAGE_ORDER, then add to the
+    head of the free list, or to the tail when buddy_merge_likely()."""
+    buddy_pfn = pfn ^ (1 << order)
+    while order < MAX_PAGE_ORDER:
+        buddy_pfn = pfn ^ (1 << order)
+        if not page_is_buddy(s, buddy_pfn, order):
+            break
+        buddy_mt = s.pg_mt[buddy_pfn]
+        del_from_free_list(s, buddy_pfn, order, buddy_mt)
+        if order >= PAGEBLOCK_ORDER and buddy_mt != mt:
+            # "Match buddy type": expand() later puts sub-blocks on the right lists
+            set_pageblock_range(s, buddy_pfn, order, mt)
+        pfn = pfn & buddy_pfn
+        order += 1
+    if to_tail_forced:
+        to_tail = True
+    else:
+        to_tail = buddy_merge_likely(s, pfn, pfn ^ (1 << order), order)
+    add_to_free_list(s, pfn, order, mt, to_tail)
+    return pfn
+
+
+@njit
+def expand(s, pfn, low, high, mt):
+    """expand: split a block of order `high` down to `low`, returning the upper halves
+    to the free lists of `mt` (at the head)."""
+    size = 1 << high
+    while high > low:
+        high -= 1
+        size >>= 1
+        add_to_free_list(s, pfn + size, high, mt, False)
+
+
+@njit
+def __rmqueue_smallest(s, order, mt):
+    """__rmqueue_smallest: the smallest free block of this migratetype, split by expand()."""
+    for current_order in range(order, MAX_PAGE_ORDER + 1):
+        pfn = s.free_head[current_order, mt]
+        if pfn < 0:
+            continue
+        del_from_free_list(s, pfn, current_order, mt)
+        expand(s, pfn, order, current_order, mt)
+        return pfn
+    return -1
+
+
+@njit
+def should_try_claim_block(order, start_mt):
+    """should_try_claim_block: large enough, or an unmovable/reclaimable allocation."""
+    if order >= PAGEBLOCK_ORDER // 2:
+        return True
+    if start_mt == MIGRATE_RECLAIMABLE or start_mt == MIGRATE_UNMOVABLE:
+        return True
+    return False
+
+
+@njit
+def find_suitable_fallback(s, order, start_mt, claimable):
+    """find_suitable_fallback: -2 if too small to claim, -1 if no fallback list has a block."""
+    if claimable and not should_try_claim_block(order, start_mt):
+        return -2
+    for i in range(2):
+        fmt = fallback_mt(start_mt, i)
+        if fmt >= 0 and s.nr_free[order, fmt] > 0:
+            return fmt
+    return -1
+
+
+@njit
+def prep_move_freepages_block(s, block_start):
+    """prep_move_freepages_block: count free pages and movable (LRU) pages in a pageblock."""
+    free_pages = 0
+    movable_pages = 0
+    pfn = block_start
+    end = block_start + PAGEBLOCK_NR_PAGES
+    while pfn < end:
+        f = s.pg_flags[pfn]
+        if f & PG_BUDDY:
+            free_pages += 1 << s.pg_order[pfn]
+            pfn += 1 << s.pg_order[pfn]
+            continue
+        if (f & PG_ALLOC) and s.pg_mt[pfn] == MIGRATE_MOVABLE:
+            movable_pages += 1 << s.pg_order[pfn]
+            pfn += 1 << s.pg_order[pfn]
+            continue
+        if f & PG_ALLOC:
+            pfn += 1 << s.pg_order[pfn]
+            continue
+        pfn += 1
+    return free_pages, movable_pages
+
+
+@njit
+def __move_freepages_block(s, block_start, old_mt, new_mt):
+    """__move_freepages_block: move the block's free pages of old_mt to new_mt's lists."""
+    pfn = block_start
+    end = block_start + PAGEBLOCK_NR_PAGES
+    while pfn < end:
+        if s.pg_flags[pfn] & PG_BUDDY:
+            order = s.pg_order[pfn]
+            if s.pg_mt[pfn] == old_mt:
+                move_to_free_list(s, pfn, order, old_mt, new_mt)
+            pfn += 1 << order
+        elif s.pg_flags[pfn] & PG_ALLOC:
+            pfn += 1 << s.pg_order[pfn]
+        else:
+            pfn += 1
+
+
+@njit
+def try_to_claim_block(s, pfn, current_order, order, start_mt, block_mt):
+    """try_to_claim_block: take the whole pageblock for start_mt when the free block is
+    at least a pageblock, or when free + compatible pages are at least half of it."""
+    if current_order >= PAGEBLOCK_ORDER:
+        del_from_free_list(s, pfn, current_order, block_mt)
+        set_pageblock_range(s, pfn, current_order, start_mt)
+        expand(s, pfn, order, current_order, start_mt)
+        s.ctr[C_CLAIM] += 1
+        return pfn
+    block_start = pfn & ~(PAGEBLOCK_NR_PAGES - 1)
+    free_pages, movable_pages = prep_move_freepages_block(s, block_start)
+    if start_mt == MIGRATE_MOVABLE:
+        alike_pages = movable_pages
+    elif block_mt == MIGRATE_MOVABLE:
+        alike_pages = PAGEBLOCK_NR_PAGES - (free_pages + movable_pages)
+    else:
+        alike_pages = 0
+    if free_pages + alike_pages >= (1 << (PAGEBLOCK_ORDER - 1)):
+        __move_freepages_block(s, block_start, block_mt, start_mt)
+        s.pb_mt[block_start >> PAGEBLOCK_ORDER] = start_mt
+        s.ctr[C_CLAIM] += 1
+        return __rmqueue_smallest(s, order, start_mt)
+    return -1
+
+
+@njit
+def __rmqueue_claim(s, order, start_mt, nofragment):
+    """__rmqueue_claim: the largest fallback block, claiming its pageblock.
+    With ALLOC_NOFRAGMENT only whole pageblocks are considered."""
+    min_order = order
+    if nofragment and order < PAGEBLOCK_ORDER:
+        min_order = PAGEBLOCK_ORDER
+    for current_order in range(MAX_PAGE_ORDER, min_order - 1, -1):
+        fmt = find_suitable_fallback(s, current_order, start_mt, True)
+        if fmt == -2:
+            break
+        if fmt == -1:
+            continue
+        pfn = s.free_head[current_order, fmt]
+        pfn = try_to_claim_block(s, pfn, current_order, order, start_mt, fmt)
+        if pfn >= 0:
+            return pfn
+    return -1
+
+
+@njit
+def __rmqueue_steal(s, order, start_mt):
+    """__rmqueue_steal: the smallest fallback block, split; the rest stays on the
+    fallback migratetype's lists (page_del_and_expand)."""
+    for current_order in range(order, MAX_PAGE_ORDER + 1):
+        fmt = find_suitable_fallback(s, current_order, start_mt, False)
+        if fmt < 0:
+            continue
+        pfn = s.free_head[current_order, fmt]
+        del_from_free_list(s, pfn, current_order, fmt)
+        expand(s, pfn, order, current_order, fmt)
+        s.ctr[C_STEAL] += 1
+        return pfn
+    return -1
+
+
+@njit
+def __rmqueue(s, order, mt, nofragment):
+    """__rmqueue: own lists, then claim a fallback block, then steal."""
+    pfn = __rmqueue_smallest(s, order, mt)
+    if pfn >= 0:
+        return pfn
+    if mt >= MIGRATE_PCPTYPES:
+        return -1
+    pfn = __rmqueue_claim(s, order, mt, nofragment)
+    if pfn >= 0:
+        return pfn
+    if not nofragment:
+        pfn = __rmqueue_steal(s, order, mt)
+    return pfn
+
+
+# --- per-CPU lists (order 0) -----------------------------------------------------
+
+
+@njit
+def pcp_add(s, cpu, mt, pfn, tail):
+    s.pg_flags[pfn] = (s.pg_flags[pfn] & ~(PG_ALLOC | PG_BUDDY)) | PG_PCP
+    s.pg_order[pfn] = 0
+    s.pg_mt[pfn] = mt
+    head = s.pcp_head[cpu, mt]
+    if head < 0:
+        s.pg_next[pfn] = -1
+        s.pg_prev[pfn] = -1
+        s.pcp_head[cpu, mt] = pfn
+        s.pcp_tail[cpu, mt] = pfn
+    elif tail:
+        t = s.pcp_tail[cpu, mt]
+        s.pg_next[t] = pfn
+        s.pg_prev[pfn] = t
+        s.pg_next[pfn] = -1
+        s.pcp_tail[cpu, mt] = pfn
+    else:
+        s.pg_prev[head] = pfn
+        s.pg_next[pfn] = head
+        s.pg_prev[pfn] = -1
+        s.pcp_head[cpu, mt] = pfn
+    s.pcp_count[cpu] += 1
+    s.ctr[C_NR_PCP] += 1
+
+
+@njit
+def pcp_del(s, cpu, mt, pfn):
+    nxt = s.pg_next[pfn]
+    prv = s.pg_prev[pfn]
+    if prv >= 0:
+        s.pg_next[prv] = nxt
+    else:
+        s.pcp_head[cpu, mt] = nxt
+    if nxt >= 0:
+        s.pg_prev[nxt] = prv
+    else:
+        s.pcp_tail[cpu, mt] = prv
+    s.pg_next[pfn] = -1
+    s.pg_prev[pfn] = -1
+    s.pg_flags[pfn] &= ~PG_PCP
+    s.pcp_count[cpu] -= 1
+    s.ctr[C_NR_PCP] -= 1
+
+
+@njit
+def rmqueue_bulk(s, cpu, mt, count, nofragment):
+    """rmqueue_bulk: refill a per-CPU list with `count` order-0 pages (added at the tail)."""
+    s.ctr[C_PCP_REFILL] += 1
+    got = 0
+    for _ in range(count):
+        pfn = __rmqueue(s, 0, mt, nofragment)
+        if pfn < 0:
+            break
+        pcp_add(s, cpu, mt, pfn, True)
+        got += 1
+    return got
+
+
+@njit
+def free_pcppages_bulk(s, cpu, count):
+    """free_pcppages_bulk: free `count` pages from the tails of the CPU's lists, round robin."""
+    s.ctr[C_PCP_DRAIN] += 1
+    mt = 0
+    empty_in_row = 0
+    while count > 0 and empty_in_row < MIGRATE_PCPTYPES:
+        pfn = s.pcp_tail[cpu, mt]
+        if pfn < 0:
+            empty_in_row += 1
+        else:
+            empty_in_row = 0
+            pcp_del(s, cpu, mt, pfn)
+            __free_one_page(s, pfn, 0, s.pb_mt[pfn >> PAGEBLOCK_ORDER], False)
+            count -= 1
+        mt = (mt + 1) % MIGRATE_PCPTYPES
+
+
+@njit
+def drain_all_pages(s):
+    """drain_all_pages: return every per-CPU page to the buddy lists."""
+    for cpu in range(s.pcp_count.shape[0]):
+        if s.pcp_count[cpu] > 0:
+            free_pcppages_bulk(s, cpu, s.pcp_count[cpu])
+
+
+# --- allocation and free entry points ---------------------------------------------
+
+
+@njit
+def zone_watermark_ok(s, order, mark):
+    """__zone_watermark_ok: enough free pages above the mark, and a block of >= order."""
+    free_pages = s.ctr[C_NR_FREE] - ((1 << order) - 1)
+    if free_pages <= mark:
+        return False
+    if order == 0:
+        return True
+    for o in range(order, MAX_PAGE_ORDER + 1):
+        for mt in range(MIGRATE_PCPTYPES):
+            if s.nr_free[o, mt] > 0:
+                return True
+    return False
+
+
+@njit
+def rmqueue(s, order, mt, cpu):
+    """rmqueue: per-CPU list for order 0 when enabled, else the zone's free lists
+    (with the ALLOC_NOFRAGMENT first pass of get_page_from_freelist)."""
+    nofrag = s.par[P_NOFRAGMENT] != 0
+    if order == 0 and s.par[P_PCP_ON] != 0 and mt < MIGRATE_PCPTYPES:
+        if s.pcp_head[cpu, mt] < 0:
+            if rmqueue_bulk(s, cpu, mt, s.par[P_PCP_BATCH], nofrag) == 0 and nofrag:
+                rmqueue_bulk(s, cpu, mt, s.par[P_PCP_BATCH], False)
+        pfn = s.pcp_head[cpu, mt]
+        if pfn < 0:
+            return -1
+        pcp_del(s, cpu, mt, pfn)
+        return pfn
+    pfn = __rmqueue(s, order, mt, nofrag)
+    if pfn < 0 and nofrag:
+        pfn = __rmqueue(s, order, mt, False)
+    return pfn
+
+
+@njit
+def prep_new_page(s, pfn, order, mt):
+    s.pg_flags[pfn] = (s.pg_flags[pfn] & ~(PG_BUDDY | PG_PCP)) | PG_ALLOC
+    s.pg_order[pfn] = order
+    s.pg_mt[pfn] = mt
+    s.ctr[C_ALLOCS] += 1
+    s.ctr[C_ALLOC_PAGES] += 1 << order
+
+
+@njit
+def get_page_from_freelist(s, order, mt, cpu, alloc_flags):
+    """get_page_from_freelist for one zone: watermark check, then rmqueue."""
+    if alloc_flags != ALLOC_NO_WATERMARKS:
+        mark = s.par[P_WMARK_LOW] if alloc_flags == ALLOC_WMARK_LOW else s.par[P_WMARK_MIN]
+        if not zone_watermark_ok(s, order, mark):
+            # order-0 pages already on this CPU's list are handed out regardless
+            if not (order == 0 and s.par[P_PCP_ON] != 0 and mt < MIGRATE_PCPTYPES
+                    and s.pcp_head[cpu, mt] >= 0):
+                return -1
+    pfn = rmqueue(s, order, mt, cpu)
+    if pfn >= 0:
+        prep_new_page(s, pfn, order, mt)
+    return pfn
+
+
+@njit
+def alloc_failed(s, order):
+    s.ctr[C_ALLOC_FAIL] += 1
+    s.ctr[C_ALLOC_FAIL_ORDER + order] += 1
+
+
+@njit
+def __alloc_pages_noreclaim(s, order, mt, cpu, alloc_flags):
+    """The allocator without reclaim: fast path at the low watermark, then the
+    min watermark, then again after draining the per-CPU lists."""
+    pfn = get_page_from_freelist(s, order, mt, cpu, alloc_flags)
+    if pfn >= 0:
+        return pfn
+    if alloc_flags == ALLOC_WMARK_LOW:
+        pfn = get_page_from_freelist(s, order, mt, cpu, ALLOC_WMARK_MIN)
+        if pfn >= 0:
+            return pfn
+    if s.ctr[C_NR_PCP] > 0:
+        drain_all_pages(s)
+        pfn = get_page_from_freelist(s, order, mt, cpu, ALLOC_WMARK_MIN if alloc_flags != ALLOC_NO_WATERMARKS else alloc_flags)
+    return pfn
+
+
+@njit
+def __free_pages(s, pfn, order, cpu):
+    """__free_pages: order 0 to the per-CPU list of the page's pageblock migratetype
+    (free_unref_page), higher orders straight to the buddy lists (__free_pages_ok)."""
+    s.ctr[C_FREES] += 1
+    s.ctr[C_FREE_PAGES] += 1 << order
+    s.pg_flags[pfn] &= ~PG_ALLOC
+    mt = s.pb_mt[pfn >> PAGEBLOCK_ORDER]
+    if order == 0 and s.par[P_PCP_ON] != 0 and mt < MIGRATE_PCPTYPES:
+        pcp_add(s, cpu, mt, pfn, False)
+        if s.pcp_count[cpu] >= s.par[P_PCP_HIGH]:
+            free_pcppages_bulk(s, cpu, s.par[P_PCP_BATCH])
+        return
+    __free_one_page(s, pfn, order, mt, False)
+
+
+def nr_free_pages_check(s):
+    """Python helper: recount NR_FREE_PAGES from the free lists (tests)."""
+    total = 0
+    for order in range(MAX_PAGE_ORDER + 1):
+        for mt in range(NR_MIGRATETYPES):
+            total += int(s.nr_free[order, mt]) << order
+    return total
+
+
+# names without leading underscores, for callers inside classes (Python mangles __names there)
+alloc_pages_noreclaim = __alloc_pages_noreclaim
+free_pages = __free_pages

@@ -1,0 +1,178 @@
+"""The simulator's state: a structure of numpy arrays (one entry per 4K page, per
+pageblock / 2M region, per 1G region), bundled in a namedtuple that the compiled
+(numba) functions take as their first argument.
+
+Bytes per simulated 4K page: pg_next/pg_prev (int32 x 2) + pg_order + pg_flags + pg_mt
++ prot (1 byte each) = 12 bytes.  Per-2M and per-1G arrays add < 0.01 byte per page.
+"""
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from .constants import (
+    C_DM_1G, C_DM_2M, C_DM_4K, MAP_LEAF, MAP_NONE, MAP_TABLE, MIGRATE_PCPTYPES,
+    MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, N_COUNTERS, NR_MIGRATETYPES, NR_PAGE_ORDERS,
+    PAGE_KERNEL, PAGEBLOCK_NR_PAGES, PG_HOLE, PG_RESERVED, PMD_PAGES, PUD_PAGES,
+)
+
+# indices into State.par (int64 parameters and scalar state)
+P_NR_PAGES = 0  # pfn span (padded to a whole 1G)
+P_WMARK_MIN = 1
+P_WMARK_LOW = 2
+P_WMARK_HIGH = 3
+P_PCP_ON = 4
+P_PCP_BATCH = 5
+P_PCP_HIGH = 6
+P_NOFRAGMENT = 7
+P_COLLAPSE = 8
+P_MANAGED = 9  # managed pages (given to the buddy allocator at boot)
+P_NCPUS = 10
+P_CPU = 11  # the CPU the current event runs on
+P_RAM_PAGES = 12
+P_MIN_FREE_KB = 13
+N_PAR = 16
+
+MAP_TABLE_BOOT = 3  # a 2M region mapped with 4K PTEs at boot on purpose (_PAGE_KERNEL_4K): never collapsed
+
+State = namedtuple(
+    "State",
+    [
+        "pg_next", "pg_prev",  # int32 per page: free-list / per-CPU-list links
+        "pg_order", "pg_flags", "pg_mt",  # int8/uint8 per page
+        "prot",  # uint8 per page: effective direct-map protection
+        "pb_mt",  # uint8 per pageblock (order 9): migratetype
+        "pmd_map",  # uint8 per 2M region: MAP_NONE / MAP_LEAF / MAP_TABLE / MAP_TABLE_BOOT
+        "pud_map",  # uint8 per 1G region: MAP_NONE / MAP_LEAF / MAP_TABLE
+        "pmd_pt", "pud_pt",  # int32 per 2M / 1G region: pfn of the page table a split allocated
+        "free_head", "free_tail",  # int32 [order, migratetype]
+        "nr_free",  # int64 [order, migratetype]: blocks on each free list
+        "pcp_head", "pcp_tail",  # int32 [cpu, pcp migratetype]
+        "pcp_count",  # int64 [cpu]
+        "ctr",  # int64 counters (constants.C_*)
+        "par",  # int64 parameters (P_*)
+    ],
+)
+
+
+def kb_ranges_to_pfns(ranges) -> list[tuple[int, int]]:
+    """[[start_kb, size_kb], ...] -> [(start_pfn, end_pfn), ...]."""
+    return [(int(s) // 4, (int(s) + int(n)) // 4) for s, n in ranges]
+
+
+def int_sqrt(x: int) -> int:
+    """lib/math/int_sqrt.c: floor(sqrt(x))."""
+    import math
+
+    return math.isqrt(int(x))
+
+
+def watermarks(managed_pages: int, min_free_kbytes: int = 0, watermark_scale_factor: int = 10):
+    """min_free_kbytes (mm/page_alloc.c calculate_min_free_kbytes) and the zone
+    watermarks (__setup_per_zone_wmarks) for one zone of `managed_pages`.
+    Returns (min_free_kbytes, wmark_min, wmark_low, wmark_high) in pages / kB."""
+    if min_free_kbytes <= 0:
+        lowmem_kbytes = managed_pages * 4
+        min_free_kbytes = min(max(int_sqrt(lowmem_kbytes * 16), 128), 262144)
+    pages_min = min_free_kbytes >> 2  # >> (PAGE_SHIFT - 10)
+    wmin = pages_min  # one zone: pages_min * managed / lowmem_pages
+    tmp = max(wmin >> 2, managed_pages * watermark_scale_factor // 10000)
+    low = wmin + tmp
+    high = low + tmp
+    return min_free_kbytes, wmin, low, high
+
+
+def new_state(nr_pages_span: int, ncpus: int) -> State:
+    n = nr_pages_span
+    assert n % PUD_PAGES == 0
+    return State(
+        pg_next=np.full(n, -1, np.int32),
+        pg_prev=np.full(n, -1, np.int32),
+        pg_order=np.zeros(n, np.int8),
+        pg_flags=np.zeros(n, np.uint8),
+        pg_mt=np.zeros(n, np.uint8),
+        prot=np.zeros(n, np.uint8),
+        pb_mt=np.full(n // PAGEBLOCK_NR_PAGES, MIGRATE_MOVABLE, np.uint8),
+        pmd_map=np.zeros(n // PMD_PAGES, np.uint8),
+        pud_map=np.zeros(n // PUD_PAGES, np.uint8),
+        pmd_pt=np.full(n // PMD_PAGES, -1, np.int32),
+        pud_pt=np.full(n // PUD_PAGES, -1, np.int32),
+        free_head=np.full((NR_PAGE_ORDERS, NR_MIGRATETYPES), -1, np.int32),
+        free_tail=np.full((NR_PAGE_ORDERS, NR_MIGRATETYPES), -1, np.int32),
+        nr_free=np.zeros((NR_PAGE_ORDERS, NR_MIGRATETYPES), np.int64),
+        pcp_head=np.full((ncpus, MIGRATE_PCPTYPES), -1, np.int32),
+        pcp_tail=np.full((ncpus, MIGRATE_PCPTYPES), -1, np.int32),
+        pcp_count=np.zeros(ncpus, np.int64),
+        ctr=np.zeros(N_COUNTERS, np.int64),
+        par=np.zeros(N_PAR, np.int64),
+    )
+
+
+def state_nbytes(s: State) -> int:
+    return sum(a.nbytes for a in s)
+
+
+def boot_layout(mc) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The machine's memory layout at boot (vectorized).
+
+    Returns `is_ram` (bool per 4K page of the padded span) and the reserved pfn ranges:
+    the config's reservations, the kernel image at CONFIG_PHYSICAL_START and the memmap
+    (struct page, 64 bytes per 4K page) allocated top-down by memblock.
+    """
+    ram_pages = mc.mem_mib * 256
+    span = -(-ram_pages // PUD_PAGES) * PUD_PAGES
+    is_ram = np.zeros(span, bool)
+    is_ram[:ram_pages] = True
+    for a, b in kb_ranges_to_pfns(mc.holes):
+        is_ram[a:b] = False
+    reserved = kb_ranges_to_pfns(mc.reserved)
+    if mc.kernel_image_mib:
+        a = mc.kernel_phys_start_mib * 256
+        reserved.append((a, a + mc.kernel_image_mib * 256))
+    if mc.memmap:
+        nr_ram = int(is_ram.sum())
+        need = -(-nr_ram * 64 // 4096)
+        # memblock allocates top-down: take the highest RAM pages
+        ram_idx = np.flatnonzero(is_ram[:ram_pages])
+        top = ram_idx[-need:] if need else ram_idx[:0]
+        if len(top):
+            # contiguous runs of the chosen pages
+            breaks = np.flatnonzero(np.diff(top) != 1)
+            starts = np.concatenate(([top[0]], top[breaks + 1]))
+            ends = np.concatenate((top[breaks] + 1, [top[-1] + 1]))
+            reserved.extend(zip(starts.tolist(), ends.tolist()))
+    return is_ram, reserved
+
+
+def init_direct_map(s: State, is_ram: np.ndarray, direct_gbpages: bool, pte_mapped) -> None:
+    """Map all RAM with the largest pages possible (arch/x86/mm/init.c split_mem_range):
+    1G where a whole aligned 1G is RAM and direct_gbpages is on, 2M where a whole
+    aligned 2M is RAM, 4K elsewhere (edges of holes) and in the `pte_mapped` ranges."""
+    n = is_ram.size
+    s.prot[:] = np.where(is_ram, PAGE_KERNEL, 0).astype(np.uint8)
+    ram2m = is_ram.reshape(-1, PMD_PAGES)
+    full2m = ram2m.all(axis=1)
+    any2m = ram2m.any(axis=1)
+    forced = np.zeros(n // PMD_PAGES, bool)
+    for a, b in pte_mapped:
+        forced[a // PMD_PAGES:-(-b // PMD_PAGES)] = True
+    pmd = np.where(full2m & ~forced, MAP_LEAF, np.where(any2m, MAP_TABLE_BOOT, MAP_NONE))
+    s.pmd_map[:] = pmd.astype(np.uint8)
+    pmd1g = s.pmd_map.reshape(-1, 512)
+    full1g = (pmd1g == MAP_LEAF).all(axis=1) if direct_gbpages else np.zeros(pmd1g.shape[0], bool)
+    any1g = (pmd1g != MAP_NONE).any(axis=1)
+    s.pud_map[:] = np.where(full1g, MAP_LEAF, np.where(any1g, MAP_TABLE, MAP_NONE)).astype(np.uint8)
+    # 2M entries below a 1G leaf are not separate mappings
+    in1g = np.repeat(full1g, 512)
+    s.ctr[C_DM_1G] = int(full1g.sum())
+    s.ctr[C_DM_2M] = int(((s.pmd_map == MAP_LEAF) & ~in1g).sum())
+    s.ctr[C_DM_4K] = int(is_ram[np.repeat(s.pmd_map >= MAP_TABLE, PMD_PAGES)].sum())
+    s.pg_flags[~is_ram] = PG_HOLE
+
+
+def mark_reserved(s: State, reserved) -> None:
+    for a, b in reserved:
+        s.pg_flags[a:b] |= PG_RESERVED
+        # boot reservations make their pageblocks unmovable
+        s.pb_mt[a // PAGEBLOCK_NR_PAGES:-(-b // PAGEBLOCK_NR_PAGES)] = MIGRATE_UNMOVABLE
