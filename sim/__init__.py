@@ -1,5 +1,12 @@
-"""dmfrag simulator: x86-64 direct map + buddy page allocator + workloads."""
-from .config import ConfigError, MachineConfig, SimConfig
-from .machine import Machine
+"""dmfrag simulator: x86-64 direct map + buddy page allocator + workloads.
 
-__all__ = ["ConfigError", "Machine", "MachineConfig", "SimConfig"]
+    from sim import Machine, MachineConfig, load_config, simulate
+"""
+from .config import ConfigError, MachineConfig, SimConfig
+from .hydra_conf import load_config, to_sim_config
+from .machine import Machine
+from .result import SimResult
+from .simulate import simulate
+
+__all__ = ["ConfigError", "Machine", "MachineConfig", "SimConfig", "SimResult", "load_config",
+           "simulate", "to_sim_config"]

@@ -151,3 +151,13 @@ def run_events(s, ev_time, ev_code, a_order, a_mt, a_cpu, a_caller, a_flags, a_p
 def new_alloc_state(n_allocs: int) -> np.ndarray:
     return np.full(n_allocs, NOT_YET, np.int64)
 
+
+
+@njit
+def sample_until(s, samples, k, t_next_sample, sample_dt, t_end):
+    """Samples after the last event, up to the end of the simulated duration."""
+    while t_next_sample <= t_end + 1e-9 and k < samples.shape[0]:
+        record_sample(s, samples, k, t_next_sample)
+        k += 1
+        t_next_sample += sample_dt
+    return t_next_sample, k
