@@ -5,4 +5,4 @@ plain Python function, so the same code runs uncompiled for debugging.
 """
 import numba
 
-njit = numba.njit(cache=True, nogil=True)
+njit = numba.njit(cache=True, nogil=True, _nrt=False)

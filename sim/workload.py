@@ -157,7 +157,7 @@ def generate(wl: WorkloadConfig, managed_pages: int, ncpus: int, seed: int) -> E
     act = rng.random(t_alloc.size) < rep(obj["act"])
 
     # allocation ids in time order (stable: an object's allocations stay together)
-    idx = np.argsort(t_alloc, kind="stable")
+    idx = np.argsort(t_alloc)  # ties: one object's allocations; any fixed order is fine
     t_alloc, t_free, caller, order, cpu, act = (a[idx] for a in (t_alloc, t_free, caller, order, cpu, act))
 
     mt_of = np.array([MIGRATETYPES[wl.callers[n].migratetype] for n in names] or [0], np.uint8)
@@ -171,7 +171,7 @@ def generate(wl: WorkloadConfig, managed_pages: int, ncpus: int, seed: int) -> E
     freed = t_free < duration
     ev_time = np.concatenate((t_alloc, t_free[freed]))
     ev_code = np.concatenate((ids * 2, ids[freed] * 2 + 1))
-    order_ev = np.argsort(ev_time, kind="stable")
+    order_ev = np.argsort(ev_time)  # a free never ties with its own allocation (lifetime > 0)
     return EventStream(
         a_order=order, a_mt=a_mt.astype(np.uint8), a_cpu=cpu, a_caller=caller.astype(np.uint8),
         a_flags=a_flags, ev_time=ev_time[order_ev], ev_code=ev_code[order_ev],
