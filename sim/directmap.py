@@ -96,7 +96,7 @@ def __change_page_attr_set_clr(s, pfn, numpages, mask_set, mask_clr):
         if s.pud_map[g] == MAP_LEAF:
             lpaddr = g * PUD_PAGES
             old = s.prot[lpaddr]
-            new = (old & ~mask_clr) | mask_set
+            new = (old & (0xFF ^ mask_clr)) | mask_set
             nxt = lpaddr + PUD_PAGES
             if new == old:
                 addr = min(nxt, end)
@@ -116,7 +116,7 @@ def __change_page_attr_set_clr(s, pfn, numpages, mask_set, mask_clr):
         if pm == MAP_LEAF:
             lpaddr = m * PMD_PAGES
             old = s.prot[lpaddr]
-            new = (old & ~mask_clr) | mask_set
+            new = (old & (0xFF ^ mask_clr)) | mask_set
             nxt = lpaddr + PMD_PAGES
             if new == old:
                 addr = min(nxt, end)
@@ -136,7 +136,7 @@ def __change_page_attr_set_clr(s, pfn, numpages, mask_set, mask_clr):
             old = s.prot[addr]
             if old == 0 and (s.pg_flags[addr] & PG_HOLE) != 0:  # no PTE for a hole
                 return CPA_EFAULT
-            new = (old & ~mask_clr) | mask_set
+            new = (old & (0xFF ^ mask_clr)) | mask_set
             if new != old:
                 account_prot(s, old, new, 1)
                 s.prot[addr] = new

@@ -77,7 +77,7 @@ def kswapd_reclaim(s, a_pfn, a_order, a_flags, a_caller, c_on_free, rc):
             break  # younger allocations have not happened yet
         reclaimable = (a_flags[i] & AF_RECLAIMABLE) != 0
         if p >= 0 and reclaimable:
-            order = a_order[i]
+            order = np.int64(a_order[i])
             apply_free_action(s, p, 1 << order, c_on_free[a_caller[i]])
             __free_pages(s, p, order, s.par[P_CPU])
             s.ctr[C_RECLAIM] += 1 << order
@@ -125,7 +125,7 @@ def run_events(s, ev_time, ev_code, a_order, a_mt, a_cpu, a_caller, a_flags, a_p
         code = ev_code[e]
         aid = code >> 1
         s.par[P_CPU] = a_cpu[aid]
-        order = a_order[aid]
+        order = np.int64(a_order[aid])
         s.ctr[C_EVENTS] += 1
         if (code & 1) == 0:
             flags = a_flags[aid]

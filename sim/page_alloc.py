@@ -3,6 +3,8 @@
 Free lists per order 0..MAX_PAGE_ORDER and migratetype are doubly linked lists through
 the per-page arrays pg_next/pg_prev; per-CPU lists (order 0) reuse the same links.
 """
+import numpy as np
+
 from .constants import (
     C_ALLOC_FAIL, C_ALLOC_FAIL_ORDER, C_ALLOC_PAGES, C_ALLOCS, C_CLAIM, C_FREE_PAGES,
     C_FREES, C_NR_FREE, C_NR_PCP, C_PCP_DRAIN, C_PCP_REFILL, C_STEAL, MAX_PAGE_ORDER,
@@ -37,7 +39,7 @@ def fallback_mt(start_mt, i):
 @njit
 def add_to_free_list(s, pfn, order, mt, tail):
     """__add_to_free_list + set_buddy_order."""
-    s.pg_flags[pfn] = (s.pg_flags[pfn] & ~(PG_ALLOC | PG_PCP)) | PG_BUDDY
+    s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ (PG_ALLOC | PG_PCP))) | PG_BUDDY
     s.pg_order[pfn] = order
     s.pg_mt[pfn] = mt
     head = s.free_head[order, mt]
@@ -76,7 +78,7 @@ def del_from_free_list(s, pfn, order, mt):
         s.free_tail[order, mt] = prv
     s.pg_next[pfn] = -1
     s.pg_prev[pfn] = -1
-    s.pg_flags[pfn] &= ~PG_BUDDY
+    s.pg_flags[pfn] &= 0xFF ^ PG_BUDDY
     s.nr_free[order, mt] -= 1
     s.ctr[C_NR_FREE] -= 1 << order
 
@@ -197,15 +199,15 @@ def prep_move_freepages_block(s, block_start):
     while pfn < end:
         f = s.pg_flags[pfn]
         if f & PG_BUDDY:
-            free_pages += 1 << s.pg_order[pfn]
-            pfn += 1 << s.pg_order[pfn]
+            free_pages += 1 << np.int64(s.pg_order[pfn])
+            pfn += 1 << np.int64(s.pg_order[pfn])
             continue
         if (f & PG_ALLOC) and s.pg_mt[pfn] == MIGRATE_MOVABLE:
-            movable_pages += 1 << s.pg_order[pfn]
-            pfn += 1 << s.pg_order[pfn]
+            movable_pages += 1 << np.int64(s.pg_order[pfn])
+            pfn += 1 << np.int64(s.pg_order[pfn])
             continue
         if f & PG_ALLOC:
-            pfn += 1 << s.pg_order[pfn]
+            pfn += 1 << np.int64(s.pg_order[pfn])
             continue
         pfn += 1
     return free_pages, movable_pages
@@ -218,12 +220,12 @@ def __move_freepages_block(s, block_start, old_mt, new_mt):
     end = block_start + PAGEBLOCK_NR_PAGES
     while pfn < end:
         if s.pg_flags[pfn] & PG_BUDDY:
-            order = s.pg_order[pfn]
+            order = np.int64(s.pg_order[pfn])
             if s.pg_mt[pfn] == old_mt:
                 move_to_free_list(s, pfn, order, old_mt, new_mt)
             pfn += 1 << order
         elif s.pg_flags[pfn] & PG_ALLOC:
-            pfn += 1 << s.pg_order[pfn]
+            pfn += 1 << np.int64(s.pg_order[pfn])
         else:
             pfn += 1
 
@@ -238,7 +240,7 @@ def try_to_claim_block(s, pfn, current_order, order, start_mt, block_mt):
         expand(s, pfn, order, current_order, start_mt)
         s.ctr[C_CLAIM] += 1
         return pfn
-    block_start = pfn & ~(PAGEBLOCK_NR_PAGES - 1)
+    block_start = (pfn >> PAGEBLOCK_ORDER) << PAGEBLOCK_ORDER
     free_pages, movable_pages = prep_move_freepages_block(s, block_start)
     if start_mt == MIGRATE_MOVABLE:
         alike_pages = movable_pages
@@ -311,7 +313,7 @@ def __rmqueue(s, order, mt, nofragment):
 
 @njit
 def pcp_add(s, cpu, mt, pfn, tail):
-    s.pg_flags[pfn] = (s.pg_flags[pfn] & ~(PG_ALLOC | PG_BUDDY)) | PG_PCP
+    s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ (PG_ALLOC | PG_BUDDY))) | PG_PCP
     s.pg_order[pfn] = 0
     s.pg_mt[pfn] = mt
     head = s.pcp_head[cpu, mt]
@@ -349,7 +351,7 @@ def pcp_del(s, cpu, mt, pfn):
         s.pcp_tail[cpu, mt] = prv
     s.pg_next[pfn] = -1
     s.pg_prev[pfn] = -1
-    s.pg_flags[pfn] &= ~PG_PCP
+    s.pg_flags[pfn] &= 0xFF ^ PG_PCP
     s.pcp_count[cpu] -= 1
     s.ctr[C_NR_PCP] -= 1
 
@@ -434,7 +436,7 @@ def rmqueue(s, order, mt, cpu):
 
 @njit
 def prep_new_page(s, pfn, order, mt):
-    s.pg_flags[pfn] = (s.pg_flags[pfn] & ~(PG_BUDDY | PG_PCP)) | PG_ALLOC
+    s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ (PG_BUDDY | PG_PCP))) | PG_ALLOC
     s.pg_order[pfn] = order
     s.pg_mt[pfn] = mt
     s.ctr[C_ALLOCS] += 1
@@ -486,7 +488,7 @@ def __free_pages(s, pfn, order, cpu):
     (free_unref_page), higher orders straight to the buddy lists (__free_pages_ok)."""
     s.ctr[C_FREES] += 1
     s.ctr[C_FREE_PAGES] += 1 << order
-    s.pg_flags[pfn] &= ~PG_ALLOC
+    s.pg_flags[pfn] &= 0xFF ^ PG_ALLOC
     mt = s.pb_mt[pfn >> PAGEBLOCK_ORDER]
     if order == 0 and s.par[P_PCP_ON] != 0 and mt < MIGRATE_PCPTYPES:
         pcp_add(s, cpu, mt, pfn, False)

@@ -577,6 +577,10 @@ static int bpfload(long nprog, long ninsn, const char *label)
 		insns[i].imm = (int)(i & 0xffff);
 	}
 	insns[ninsn - 1].code = BPF_JMP | BPF_EXIT;
+	/* one fd per program: lift RLIMIT_NOFILE (1024 by default) */
+	struct rlimit rl = { nprog + 64, nprog + 64 };
+	if (nprog + 64 > 1024 && setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		event("BPF setrlimit(NOFILE) failed errno=%d", errno);
 	int *fds = calloc(nprog, sizeof(int));
 	long loaded = 0;
 	unsigned int jited_first = 0;
