@@ -20,7 +20,7 @@ from .directmap import change_page_attr, mapping_level
 from .engine import free_2m_blocks
 from .metrics import counters
 from .page_alloc import ALLOC_WMARK_LOW, alloc_failed, alloc_pages_noreclaim, drain_all_pages, free_pages
-from .state import P_CPU, P_NR_PAGES
+from .state import P_CPU
 
 
 def _migratetype(name: str) -> int:
@@ -69,7 +69,7 @@ class Machine:
 
     # --- direct map (CPA) ----------------------------------------------------------
     def _check_range(self, pfn: int, n: int) -> None:
-        if n < 1 or pfn < 0 or pfn + n > int(self.state.par[P_NR_PAGES]):
+        if n < 1 or pfn < 0 or pfn + n > self.config.mem_mib * 256:
             raise ValueError(f"pfn range [{pfn}, {pfn + n}) is outside the machine's memory")
 
     def _cpa(self, pfn: int, n: int, mask_set: int, mask_clr: int, collapse: bool = False) -> int:
@@ -156,6 +156,18 @@ class Machine:
 
     def pageblock_migratetype(self, pfn: int) -> str:
         return MIGRATETYPE_NAMES[int(self.state.pb_mt[int(pfn) >> 9])]
+
+    def free_list(self, order: int, migratetype: str) -> list[int]:
+        """The pfns on one buddy free list, head first (free_area[order].free_list[mt])."""
+        from .invariants import walk_list
+
+        return walk_list(self.state, self.state.free_head[int(order), MIGRATETYPES[migratetype]])
+
+    def check(self) -> list[str]:
+        """Recount everything from the arrays; a list of violated invariants (empty if none)."""
+        from .invariants import check_state
+
+        return check_state(self.state)
 
     def free_2m_blocks(self) -> int:
         return int(free_2m_blocks(self.state))

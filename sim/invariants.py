@@ -1,0 +1,93 @@
+"""Invariants of the state, recounted from the arrays (vectorized; for tests and debugging).
+
+`check_state(s)` returns a list of violations (empty when the state is consistent):
+every page is in exactly one of {free buddy block, per-CPU list, allocated block,
+cache, reserved, hole}; the counters equal a recount from the arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .constants import (
+    C_DM_1G, C_DM_2M, C_DM_4K, C_NP_PAGES, C_NR_FREE, C_NR_PCP, C_PT_PAGES, MAP_LEAF,
+    MAP_NONE, NR_MIGRATETYPES, NR_PAGE_ORDERS, PG_ALLOC, PG_BUDDY, PG_CACHE, PG_HOLE,
+    PG_PCP, PG_RESERVED, PMD_PAGES, PROT_PRESENT, PUD_PAGES,
+)
+
+
+def _cover(n: int, heads: np.ndarray, orders: np.ndarray) -> np.ndarray:
+    """How many blocks cover each page (difference array over block extents)."""
+    d = np.zeros(n + 1, np.int64)
+    np.add.at(d, heads, 1)
+    np.add.at(d, heads + (1 << orders.astype(np.int64)), -1)
+    return np.cumsum(d[:-1])
+
+
+def walk_list(s, head: int) -> list[int]:
+    out = []
+    pfn = int(head)
+    while pfn >= 0:
+        out.append(pfn)
+        pfn = int(s.pg_next[pfn])
+        if len(out) > s.pg_next.size:
+            raise RuntimeError("free list has a cycle")
+    return out
+
+
+def check_state(s) -> list[str]:
+    bad: list[str] = []
+    n = s.pg_flags.size
+    f = s.pg_flags
+    buddy = np.flatnonzero(f & PG_BUDDY)
+    alloc = np.flatnonzero(f & PG_ALLOC)
+    cover = _cover(n, buddy, s.pg_order[buddy]) + _cover(n, alloc, s.pg_order[alloc])
+    cover += ((f & (PG_PCP | PG_RESERVED | PG_HOLE)) != 0).astype(np.int64)
+    cover += ((f & PG_CACHE) != 0) & ((f & (PG_BUDDY | PG_ALLOC)) == 0)
+    if (cover != 1).any():
+        i = int(np.flatnonzero(cover != 1)[0])
+        bad.append(f"page {i} is covered {int(cover[i])} times (free/pcp/allocated/reserved/hole)")
+    free_pages = int((1 << s.pg_order[buddy].astype(np.int64)).sum())
+    if free_pages != int(s.ctr[C_NR_FREE]):
+        bad.append(f"NR_FREE_PAGES {int(s.ctr[C_NR_FREE])} != recount {free_pages}")
+    listed = 0
+    for order in range(NR_PAGE_ORDERS):
+        for mt in range(NR_MIGRATETYPES):
+            pfns = walk_list(s, s.free_head[order, mt])
+            if len(pfns) != int(s.nr_free[order, mt]):
+                bad.append(f"free_area[{order}][{mt}] nr_free {int(s.nr_free[order, mt])} != list length {len(pfns)}")
+            if pfns and ((s.pg_order[pfns] != order).any() or (s.pg_mt[pfns] != mt).any()):
+                bad.append(f"free_area[{order}][{mt}] holds a block of another order or type")
+            listed += len(pfns) << order
+    if listed != free_pages:
+        bad.append(f"pages on free lists {listed} != pages in PageBuddy blocks {free_pages}")
+    pcp = int(((f & PG_PCP) != 0).sum())
+    if pcp != int(s.ctr[C_NR_PCP]) or pcp != int(s.pcp_count.sum()):
+        bad.append(f"per-CPU pages {pcp} != counter {int(s.ctr[C_NR_PCP])} / {int(s.pcp_count.sum())}")
+    # direct map
+    in1g = np.repeat(s.pud_map == MAP_LEAF, 512)
+    nr1g = int((s.pud_map == MAP_LEAF).sum())
+    nr2m = int(((s.pmd_map == MAP_LEAF) & ~in1g).sum())
+    pte_regions = (s.pmd_map != MAP_NONE) & (s.pmd_map != MAP_LEAF) & ~in1g
+    ram = (f & PG_HOLE) == 0
+    nr4k = int((ram & np.repeat(pte_regions, PMD_PAGES)).sum())
+    for name, idx, val in (("DirectMap1G", C_DM_1G, nr1g), ("DirectMap2M", C_DM_2M, nr2m), ("DirectMap4k", C_DM_4K, nr4k)):
+        if int(s.ctr[idx]) != val:
+            bad.append(f"{name} entries counter {int(s.ctr[idx])} != recount {val}")
+    pts = int((s.pmd_pt >= 0).sum() + (s.pud_pt >= 0).sum())
+    if pts != int(s.ctr[C_PT_PAGES]):
+        bad.append(f"direct_map_pt_pages {int(s.ctr[C_PT_PAGES])} != page tables recorded {pts}")
+    nonpresent = int((ram & ((s.prot & PROT_PRESENT) == 0)).sum())
+    if nonpresent != int(s.ctr[C_NP_PAGES]):
+        bad.append(f"direct_map_np_pages {int(s.ctr[C_NP_PAGES])} != recount {nonpresent}")
+    # a large leaf has one protection for all its pages
+    leaf2m = np.flatnonzero((s.pmd_map == MAP_LEAF) & ~in1g)
+    if leaf2m.size:
+        p = s.prot.reshape(-1, PMD_PAGES)[leaf2m]
+        if (p != p[:, :1]).any():
+            bad.append("a 2M leaf has pages with different protections")
+    leaf1g = np.flatnonzero(s.pud_map == MAP_LEAF)
+    if leaf1g.size:
+        p = s.prot.reshape(-1, PUD_PAGES)[leaf1g]
+        if (p != p[:, :1]).any():
+            bad.append("a 1G leaf has pages with different protections")
+    return bad
