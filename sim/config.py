@@ -92,14 +92,15 @@ class CallerConfig:
 
     Objects (a vmalloc area, a module, a BPF image, a secretmem file) arrive at
     `rate_per_s`; each is `allocs` (or ceil(size_bytes / (4K << order))) calls of
-    alloc_pages(order), order drawn from `order_mix`; all are freed after `lifetime_s`.
+    alloc_pages(order), the order drawn from `order_mix` (weights of orders 0, 1, 2, ...:
+    [0.9, 0, 0.1] is 90% order 0, 10% order 2); all are freed after `lifetime_s`.
     """
 
     kind: str = "vmalloc"  # label: vmalloc, module, ftrace, kprobe, bpf, secretmem, pks, background
     rate_per_s: float = field(default=0.0, metadata=rng(0.0, 1e9))
     initial: int = field(default=0, metadata=rng(0, 1 << 40))  # objects alive at t=0
     migratetype: str = field(default="unmovable", metadata=choice(*MIGRATETYPE_NAMES))
-    order_mix: dict[int, float] = field(default_factory=lambda: {0: 1.0})
+    order_mix: list[float] = field(default_factory=lambda: [1.0])  # weight of order 0, 1, 2, ...
     allocs: Dist = field(default_factory=Dist)
     size_bytes: Optional[Dist] = None
     lifetime_s: Dist = field(default_factory=lambda: Dist(dist="exp", mean=60.0))
@@ -196,14 +197,13 @@ def validate_machine(m: MachineConfig, prefix: str = "machine.") -> MachineConfi
 
 def validate_caller(c: CallerConfig, key: str) -> None:
     _validate_dataclass(c, key + ".")
-    if not c.order_mix:
-        raise ConfigError(key + ".order_mix", c.order_mix, "a non-empty {order: weight} map")
-    for order, w in c.order_mix.items():
-        if not 0 <= int(order) <= 10:
-            raise ConfigError(f"{key}.order_mix", order, "orders in [0, 10] (MAX_PAGE_ORDER)")
+    if not 1 <= len(c.order_mix) <= 11:
+        raise ConfigError(key + ".order_mix", list(c.order_mix),
+                          "a list of 1..11 weights, one per order 0..10 (MAX_PAGE_ORDER)")
+    for order, w in enumerate(c.order_mix):
         if not (w >= 0 and math.isfinite(w)):
-            raise ConfigError(f"{key}.order_mix.{order}", w, "a weight >= 0")
-    if sum(c.order_mix.values()) <= 0:
+            raise ConfigError(f"{key}.order_mix[{order}]", w, "a weight >= 0")
+    if sum(c.order_mix) <= 0:
         raise ConfigError(key + ".order_mix", c.order_mix, "weights with a positive sum")
     for dname in ("allocs", "size_bytes", "lifetime_s"):
         d = getattr(c, dname)

@@ -80,9 +80,9 @@ def dist_mean(d: Dist) -> float:
 
 def _objects(c: CallerConfig, rng: np.random.Generator, n: int):
     """Draw n objects: (order, allocations per object)."""
-    orders = np.array(sorted(int(k) for k in c.order_mix), dtype=np.int64)
-    w = np.array([float(c.order_mix[k]) for k in sorted(c.order_mix, key=int)])
-    order = rng.choice(orders, size=n, p=w / w.sum()) if orders.size > 1 else np.full(n, orders[0])
+    w = np.asarray(c.order_mix, dtype=np.float64)
+    orders = np.flatnonzero(w > 0)
+    order = rng.choice(orders, size=n, p=w[orders] / w.sum()) if orders.size > 1 else np.full(n, orders[0])
     if c.size_bytes is not None:
         size = np.maximum(draw(c.size_bytes, rng, n), 1.0)
         nallocs = np.ceil(size / (PAGE_SIZE << order)).astype(np.int64)

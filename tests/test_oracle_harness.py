@@ -65,6 +65,7 @@ def test_parse_captured_serial_log():
     assert boot["iomem_system_ram"][0]["start"] == "0x1000"
     assert res["meta"]["kernel_release"].startswith("6.1.0")
     assert any(e.startswith("BIOS-e820") for e in res["e820"])
+    assert any("zone DMA32" in z for z in res["zoneinfo"]) and len(res["buddyinfo"]) >= 2
     assert all(v == 0 for r in res["readouts"] for v in r["delta"].values())
     assert res["guest_uptime_at_done"] > 5
 

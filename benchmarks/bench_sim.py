@@ -1,0 +1,61 @@
+"""Simulator speed: events per second, bytes of state per simulated 4K page, cost vs events.
+
+    .venv/bin/python benchmarks/bench_sim.py            # 64 GiB default workload + 1 TiB run
+    .venv/bin/python benchmarks/bench_sim.py --quick    # smaller, for a smoke check
+
+Prints one table; numbers go into the README. The first run compiles (numba caches it).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import sim
+from sim.boot import boot
+from sim.hydra_conf import to_sim_config
+from sim.state import state_nbytes
+
+
+def run(label: str, overrides: list[str]) -> dict:
+    cfg = sim.load_config(overrides)
+    t0 = time.perf_counter()
+    r = sim.simulate(cfg)
+    wall = time.perf_counter() - t0
+    mc = to_sim_config(cfg).machine
+    s = boot(mc)
+    pages = mc.mem_mib * 256
+    return {
+        "run": label,
+        "events": r.n_events,
+        "loop events/s": r.events_per_second,
+        "wall s": wall,
+        "events/s incl. boot+workload": r.n_events / wall,
+        "state bytes/page": state_nbytes(s) / pages,
+        "l2 splits": r.counters["direct_map_level2_splits"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--policies", default="none", help="comma-separated policy names, one row each")
+    args = ap.parse_args()
+    sim.simulate(sim.load_config(["machine=small", "workload.duration_s=1"]))  # compile / load cache
+    rows = []
+    big = "machine.mem_mib=16384" if args.quick else "machine.mem_mib=65536"
+    for pol in args.policies.split(","):
+        rows.append(run(f"64 GiB mixed 600 s, policy={pol}" if not args.quick else f"16 GiB mixed, policy={pol}",
+                        [big, "machine.cpus=16", "workload=mixed", f"policy={pol}"]))
+    # cost linear in events: the same machine, twice the simulated time
+    rows.append(run("same, 2x duration", [big, "machine.cpus=16", "workload=mixed", "workload.duration_s=1200"]))
+    if not args.quick:
+        rows.append(run("1 TiB idle 60 s", ["machine=server1t", "workload=idle", "workload.duration_s=60",
+                                            "workload.target_utilisation=0.5"]))
+    keys = list(rows[0])
+    print(" | ".join(keys))
+    for r in rows:
+        print(" | ".join(f"{r[k]:,.2f}" if isinstance(r[k], float) else str(r[k]) for k in keys))
+
+
+if __name__ == "__main__":
+    main()
