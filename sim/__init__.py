@@ -2,11 +2,12 @@
 
     from sim import Machine, MachineConfig, load_config, simulate
 """
-from .config import ConfigError, MachineConfig, SimConfig
+from .config import ConfigError, MachineConfig, PolicyConfig, SimConfig
 from .hydra_conf import load_config, to_sim_config
 from .machine import Machine
+from .policy import policy_config as policy
 from .result import SimResult
 from .simulate import simulate
 
-__all__ = ["ConfigError", "Machine", "MachineConfig", "SimConfig", "SimResult", "load_config",
-           "simulate", "to_sim_config"]
+__all__ = ["ConfigError", "Machine", "MachineConfig", "PolicyConfig", "SimConfig", "SimResult",
+           "load_config", "policy", "simulate", "to_sim_config"]

@@ -120,18 +120,42 @@ class WorkloadConfig:
     name: str = "mixed"
     duration_s: float = field(default=600.0, metadata=rng(0.0, 1e9))
     target_utilisation: float = field(default=0.8, metadata=rng(0.0, 0.99))
-    callers: dict[str, CallerConfig] = field(default_factory=dict)
+    # name -> CallerConfig; typed as Any so `+workload.callers.NAME={...}` works from the
+    # command line; to_sim_config() turns each entry into a validated CallerConfig
+    callers: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------
 # policy (how __GFP_UNMAPPED users get their pages)
 
-POLICIES = ("none",)
+POLICIES = ("none", "unmapped_cache", "migratetype", "grouped_pages", "prog_pack", "execmem_rox")
 
 
 @dataclass
 class PolicyConfig:
+    """How __GFP_UNMAPPED users (callers with `unmapped: true`) get their pages.
+
+    none: today's kernel, each caller changes its own pages' direct map.
+    unmapped_cache: the 2023 unmapped_alloc() RFC, a cache of 2M blocks with a buddy
+      allocator and a shrinker; migratetype: the 2022 MIGRATE_UNMAPPED pageblock type;
+    grouped_pages: order-9 blocks split into a list of 4K pages (PKS page tables);
+    prog_pack / execmem_rox: per-user 2M ROX packs for code (BPF / all code users).
+    """
+
     name: str = field(default="none", metadata=choice(*POLICIES))
+    max_blocks: int = field(default=0, metadata=rng(0, 1 << 24))  # cache size limit in 2M blocks (0: none)
+    release: str = field(default="2m", metadata=choice("2m", "4k"))  # shrinker release granularity
+    capture_pte_mapped_frees: bool = False  # frees of already PTE-mapped pages go into the cache
+    refill_lower_orders: bool = True  # on a miss, fall back to orders below 9 (the 2023 RFC)
+    collapse: bool = False  # collapse restored regions back to large pages
+    # shrinker: when it runs
+    shrink_below_high_wmark_pct: float = field(default=0.0, metadata=rng(0.0, 10000.0))  # NR_FREE < pct% of high wmark
+    shrink_above_free_pages: int = field(default=0, metadata=rng(0, 1 << 40))  # cache free pages above this
+    shrink_interval_ms: float = field(default=0.0, metadata=rng(0.0, 1e9))  # every N simulated ms
+    shrink_on_reclaim: bool = True  # run from reclaim (kswapd) like a registered shrinker
+    # shrinker: how much it keeps / releases
+    keep_free_pages: int = field(default=0, metadata=rng(0, 1 << 40))  # low threshold
+    batch_pages: int = field(default=0, metadata=rng(0, 1 << 40))  # per run at most (0: no limit)
 
 
 # ---------------------------------------------------------------------------
@@ -219,10 +243,17 @@ def validate_caller(c: CallerConfig, key: str) -> None:
         raise ConfigError(key + ".share", c.share, "(0, 1] for a background caller")
 
 
+def validate_policy(p: PolicyConfig, prefix: str = "policy.") -> PolicyConfig:
+    _validate_dataclass(p, prefix)
+    if p.name == "grouped_pages" and p.release != "4k":
+        raise ConfigError(prefix + "release", p.release, "4k for grouped_pages (it frees single 4K pages)")
+    return p
+
+
 def validate(cfg: SimConfig) -> SimConfig:
     """Check every value of a resolved config; raise ConfigError naming the first bad key."""
     validate_machine(cfg.machine)
-    _validate_dataclass(cfg.policy, "policy.")
+    validate_policy(cfg.policy)
     _validate_dataclass(cfg.workload, "workload.")
     for name, c in cfg.workload.callers.items():
         validate_caller(c, f"workload.callers.{name}")

@@ -39,7 +39,12 @@ PG_ALLOC = 2  # head of an allocated block
 PG_PCP = 4  # on a per-CPU list
 PG_RESERVED = 8  # boot reservation / memmap / kernel image
 PG_HOLE = 16  # not RAM
-PG_CACHE = 32  # held by a policy's cache (unmapped-page cache)
+PG_CACHE = 32  # block head held by a policy's cache (with PG_BUDDY: free in the cache)
+
+# policies (PolicyConfig.name)
+POLICY_CODES = {"none": 0, "unmapped_cache": 1, "migratetype": 2, "grouped_pages": 3,
+                "prog_pack": 4, "execmem_rox": 5}
+POL_NONE, POL_UNMAPPED_CACHE, POL_MIGRATETYPE, POL_GROUPED, POL_PROG_PACK, POL_EXECMEM = range(6)
 
 # counter indices into State.ctr (int64)
 C_L2_SPLITS = 0  # direct_map_level2_splits
@@ -80,5 +85,9 @@ C_CACHE_LIMIT_FALLBACKS = 34
 C_CACHE_REFILL_2M = 35
 C_CACHE_REFILL_LOW = 36
 C_EVENTS = 37  # events processed by the loop
-C_ALLOC_FAIL_ORDER = 40  # 11 entries: failures per order
+C_CACHE_HELD = 38  # pages held by the policy's cache (free + used)
+C_CACHE_STRANDED = 39  # most free pages left in the cache when reclaim ran (stranded under pressure)
+C_CACHE_CAPTURED = 40  # pages captured into the cache on free (already PTE-mapped)
+C_CACHE_BYPASS = 41  # requests the policy does not serve (e.g. order > 0 for grouped pages)
+C_ALLOC_FAIL_ORDER = 48  # 11 entries: failures per order
 N_COUNTERS = C_ALLOC_FAIL_ORDER + NR_PAGE_ORDERS

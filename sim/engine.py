@@ -4,12 +4,13 @@ import numpy as np
 
 from .constants import (
     C_EVENTS, C_KSWAPD, C_NR_FREE, C_RECLAIM, C_UNMAPPED_ALLOCS,
-    MAX_PAGE_ORDER, N_COUNTERS, PAGE_KERNEL, PAGEBLOCK_ORDER, PROT_PKEY,
+    MAX_PAGE_ORDER, N_COUNTERS, PAGE_KERNEL, PAGEBLOCK_ORDER, PG_CACHE, PROT_PKEY,
     PROT_PRESENT, PROT_RW,
 )
 from .directmap import change_page_attr
 from .jit import njit
 from .page_alloc import ALLOC_WMARK_LOW, ALLOC_WMARK_MIN, __alloc_pages_noreclaim, __free_pages, alloc_failed
+from .policy import NOT_SERVED, policy_alloc, policy_free, policy_reclaim, policy_tick, sync_policy_counters
 from .state import P_CPU, P_WMARK_HIGH
 from .workload import AF_ACTION, AF_RECLAIMABLE, AF_UNMAPPED
 
@@ -68,6 +69,7 @@ def kswapd_reclaim(s, a_pfn, a_order, a_flags, a_caller, c_on_free, rc):
     until NR_FREE_PAGES reaches the high watermark. rc[0] is a cursor over allocation
     ids (ids are in allocation-time order, so the oldest live one is the first)."""
     s.ctr[C_KSWAPD] += 1
+    policy_reclaim(s)  # shrinkers run from reclaim
     high = s.par[P_WMARK_HIGH]
     i = rc[0]
     n = a_pfn.shape[0]
@@ -78,8 +80,7 @@ def kswapd_reclaim(s, a_pfn, a_order, a_flags, a_caller, c_on_free, rc):
         reclaimable = (a_flags[i] & AF_RECLAIMABLE) != 0
         if p >= 0 and reclaimable:
             order = np.int64(a_order[i])
-            apply_free_action(s, p, 1 << order, c_on_free[a_caller[i]])
-            __free_pages(s, p, order, s.par[P_CPU])
+            free_block(s, p, order, c_on_free[a_caller[i]])
             s.ctr[C_RECLAIM] += 1 << order
             a_pfn[i] = GONE
         if i == rc[0] and (a_pfn[i] < 0 or not reclaimable):
@@ -102,7 +103,38 @@ def alloc_with_reclaim(s, order, mt, a_pfn, a_order, a_flags, a_caller, c_on_fre
 
 
 @njit
+def free_block(s, pfn, order, free_act):
+    """A caller frees a block: back into the policy's cache if it came from there (no
+    direct-map change), else the caller's direct-map action, then the policy's free path
+    (capture) or the page allocator."""
+    if s.pg_flags[pfn] & PG_CACHE:
+        policy_free(s, pfn, order)
+        return
+    apply_free_action(s, pfn, 1 << order, free_act)
+    if not policy_free(s, pfn, order):
+        __free_pages(s, pfn, order, s.par[P_CPU])
+
+
+@njit
+def alloc_unmapped(s, order, mt, served, a_pfn, a_order, a_flags, a_caller, c_on_free, rc):
+    """A __GFP_UNMAPPED request: through the policy; on failure reclaim once and retry;
+    NOT_SERVED (no policy, size limit, order not served) -> today's path."""
+    if served:
+        pfn = policy_alloc(s, order)
+        if pfn == -1:
+            kswapd_reclaim(s, a_pfn, a_order, a_flags, a_caller, c_on_free, rc)
+            pfn = policy_alloc(s, order)
+            if pfn == -1:
+                alloc_failed(s, order)
+                return -1, True
+        if pfn != NOT_SERVED:
+            return pfn, True
+    return alloc_with_reclaim(s, order, mt, a_pfn, a_order, a_flags, a_caller, c_on_free, rc), False
+
+
+@njit
 def record_sample(s, samples, k, t):
+    sync_policy_counters(s)
     for j in range(N_COUNTERS):
         samples[k, j] = s.ctr[j]
     samples[k, N_COUNTERS] = free_2m_blocks(s)
@@ -111,7 +143,7 @@ def record_sample(s, samples, k, t):
 
 @njit
 def run_events(s, ev_time, ev_code, a_order, a_mt, a_cpu, a_caller, a_flags, a_pfn,
-               c_on_alloc, c_on_free, rc, samples, sample_dt, start, stop, t_next_sample, n_sampled):
+               c_on_alloc, c_on_free, c_served, rc, samples, sample_dt, start, stop, t_next_sample, n_sampled):
     """Process events[start:stop]; returns (next sample time, samples taken). Resumable,
     so the caller can show progress between chunks."""
     k = n_sampled
@@ -127,23 +159,28 @@ def run_events(s, ev_time, ev_code, a_order, a_mt, a_cpu, a_caller, a_flags, a_p
         s.par[P_CPU] = a_cpu[aid]
         order = np.int64(a_order[aid])
         s.ctr[C_EVENTS] += 1
+        policy_tick(s, np.int64(t * 1e6))
+        caller = a_caller[aid]
         if (code & 1) == 0:
             flags = a_flags[aid]
             if flags & AF_UNMAPPED:
                 s.ctr[C_UNMAPPED_ALLOCS] += 1
-            pfn = alloc_with_reclaim(s, order, a_mt[aid], a_pfn, a_order, a_flags, a_caller, c_on_free, rc)
+                pfn, by_policy = alloc_unmapped(s, order, a_mt[aid], c_served[caller] != 0, a_pfn, a_order,
+                                                a_flags, a_caller, c_on_free, rc)
+            else:
+                pfn = alloc_with_reclaim(s, order, a_mt[aid], a_pfn, a_order, a_flags, a_caller, c_on_free, rc)
+                by_policy = False
             if pfn < 0:
                 a_pfn[aid] = FAILED
                 continue
             a_pfn[aid] = pfn
-            if flags & AF_ACTION:
-                apply_alloc_action(s, pfn, 1 << order, c_on_alloc[a_caller[aid]])
+            if (flags & AF_ACTION) and not by_policy:
+                apply_alloc_action(s, pfn, 1 << order, c_on_alloc[caller])
         else:
             pfn = a_pfn[aid]
             if pfn < 0:
                 continue  # failed, or reclaimed earlier
-            apply_free_action(s, pfn, 1 << order, c_on_free[a_caller[aid]])
-            __free_pages(s, pfn, order, s.par[P_CPU])
+            free_block(s, pfn, order, c_on_free[caller])
             a_pfn[aid] = GONE
     return t_next_sample, k
 

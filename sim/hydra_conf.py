@@ -6,8 +6,9 @@ from typing import Iterable
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from .config import MachineConfig, PolicyConfig, SimConfig, WorkloadConfig, validate
+from .config import CallerConfig, ConfigError, MachineConfig, PolicyConfig, SimConfig, WorkloadConfig, validate
 from .paths import conf_dir
 
 _registered = False
@@ -32,7 +33,19 @@ def to_sim_config(cfg) -> SimConfig:
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.create(cfg)
     merged = OmegaConf.merge(OmegaConf.structured(SimConfig), cfg)
-    return validate(OmegaConf.to_object(merged))
+    sc = OmegaConf.to_object(merged)
+    sc.workload.callers = {name: _caller(name, c) for name, c in sc.workload.callers.items()}
+    return validate(sc)
+
+
+def _caller(name: str, c) -> CallerConfig:
+    if isinstance(c, CallerConfig):
+        return c
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(CallerConfig), c))
+    except OmegaConfBaseException as e:
+        key = f"workload.callers.{name}" + (f".{e.key}" if getattr(e, "key", None) else "")
+        raise ConfigError(key, getattr(e, "value", c), f"a CallerConfig value ({e.msg.splitlines()[0]})") from None
 
 
 def load_config(overrides: Iterable[str] = (), config_name: str = "config") -> DictConfig:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from .constants import (
-    C_DM_1G, C_DM_2M, C_DM_4K, C_NP_PAGES, C_NR_FREE, C_NR_PCP, C_PT_PAGES, MAP_LEAF,
+    C_CACHE_FREE, C_CACHE_HELD, C_CACHE_USED, POL_MIGRATETYPE, C_DM_1G, C_DM_2M, C_DM_4K, C_NP_PAGES, C_NR_FREE, C_NR_PCP, C_PT_PAGES, MAP_LEAF,
     MAP_NONE, NR_MIGRATETYPES, NR_PAGE_ORDERS, PG_ALLOC, PG_BUDDY, PG_CACHE, PG_HOLE,
     PG_PCP, PG_RESERVED, PMD_PAGES, PROT_PRESENT, PUD_PAGES,
 )
+from .state import P_POLICY
 
 
 def _cover(n: int, heads: np.ndarray, orders: np.ndarray) -> np.ndarray:
@@ -38,14 +39,13 @@ def check_state(s) -> list[str]:
     bad: list[str] = []
     n = s.pg_flags.size
     f = s.pg_flags
-    buddy = np.flatnonzero(f & PG_BUDDY)
-    alloc = np.flatnonzero(f & PG_ALLOC)
-    cover = _cover(n, buddy, s.pg_order[buddy]) + _cover(n, alloc, s.pg_order[alloc])
+    heads = np.flatnonzero(f & (PG_BUDDY | PG_ALLOC))  # free or allocated, zone or cache
+    cover = _cover(n, heads, s.pg_order[heads])
     cover += ((f & (PG_PCP | PG_RESERVED | PG_HOLE)) != 0).astype(np.int64)
-    cover += ((f & PG_CACHE) != 0) & ((f & (PG_BUDDY | PG_ALLOC)) == 0)
     if (cover != 1).any():
         i = int(np.flatnonzero(cover != 1)[0])
-        bad.append(f"page {i} is covered {int(cover[i])} times (free/pcp/allocated/reserved/hole)")
+        bad.append(f"page {i} is covered {int(cover[i])} times (free/pcp/allocated/cached/reserved/hole)")
+    buddy = np.flatnonzero((f & (PG_BUDDY | PG_CACHE)) == PG_BUDDY)
     free_pages = int((1 << s.pg_order[buddy].astype(np.int64)).sum())
     if free_pages != int(s.ctr[C_NR_FREE]):
         bad.append(f"NR_FREE_PAGES {int(s.ctr[C_NR_FREE])} != recount {free_pages}")
@@ -60,6 +60,16 @@ def check_state(s) -> list[str]:
             listed += len(pfns) << order
     if listed != free_pages:
         bad.append(f"pages on free lists {listed} != pages in PageBuddy blocks {free_pages}")
+    cfree = np.flatnonzero((f & (PG_BUDDY | PG_CACHE)) == (PG_BUDDY | PG_CACHE))
+    cached_free = int((1 << s.pg_order[cfree].astype(np.int64)).sum())
+    on_cache_lists = sum(len(walk_list(s, s.cache_head[o])) << o for o in range(s.cache_head.size))
+    if not cached_free == on_cache_lists == int(s.ctr[C_CACHE_FREE]):
+        bad.append(f"cache free pages: flags {cached_free}, lists {on_cache_lists}, counter {int(s.ctr[C_CACHE_FREE])}")
+    cused = np.flatnonzero((f & (PG_ALLOC | PG_CACHE)) == (PG_ALLOC | PG_CACHE))
+    cached_used = int((1 << s.pg_order[cused].astype(np.int64)).sum())
+    if s.par[P_POLICY] != POL_MIGRATETYPE and (cached_used != int(s.ctr[C_CACHE_USED])
+                                                or cached_used + cached_free != int(s.ctr[C_CACHE_HELD])):
+        bad.append(f"cache used pages {cached_used} / held {int(s.ctr[C_CACHE_HELD])} disagree with the counters")
     pcp = int(((f & PG_PCP) != 0).sum())
     if pcp != int(s.ctr[C_NR_PCP]) or pcp != int(s.pcp_count.sum()):
         bad.append(f"per-CPU pages {pcp} != counter {int(s.ctr[C_NR_PCP])} / {int(s.pcp_count.sum())}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .boot import boot
-from .config import MachineConfig
+from .config import MachineConfig, PolicyConfig, validate_policy
 from .constants import (
     MAX_PAGE_ORDER, MIGRATETYPE_NAMES, MIGRATETYPES, MIGRATE_PCPTYPES, NR_PAGE_ORDERS,
     PAGE_KERNEL, PG_ALLOC, PROT_NX, PROT_PKEY, PROT_PRESENT, PROT_RW,
@@ -20,6 +20,7 @@ from .directmap import change_page_attr, mapping_level
 from .engine import free_2m_blocks
 from .metrics import counters
 from .page_alloc import ALLOC_WMARK_LOW, alloc_failed, alloc_pages_noreclaim, drain_all_pages, free_pages
+from .policy import NOT_SERVED, policy_alloc, policy_free, policy_params, policy_shrink
 from .state import P_CPU
 
 
@@ -32,10 +33,11 @@ def _migratetype(name: str) -> int:
 class Machine:
     """A booted machine: one zone, its buddy allocator, and the direct map."""
 
-    def __init__(self, config: MachineConfig | None = None, policy=None):
+    def __init__(self, config: MachineConfig | None = None, policy: PolicyConfig | None = None):
         self.config = config or MachineConfig()
+        self.policy = validate_policy(policy or PolicyConfig())
         self.state = boot(self.config)
-        self.policy = policy
+        policy_params(self.state.par, self.policy)
         self.cpu = 0
 
     # --- page allocator ----------------------------------------------------------
@@ -46,12 +48,20 @@ class Machine:
         mt = _migratetype(migratetype)
         s = self.state
         s.par[P_CPU] = self.cpu
+        if unmapped:  # __GFP_UNMAPPED: through the policy
+            pfn = int(policy_alloc(s, int(order)))
+            if pfn == -1:
+                alloc_failed(s, int(order))
+                return None
+            if pfn != NOT_SERVED:
+                return pfn
         pfn = int(alloc_pages_noreclaim(s, int(order), mt, self.cpu, ALLOC_WMARK_LOW))
         if pfn < 0:
             alloc_failed(s, int(order))
             return None
-        if unmapped:
-            self.set_direct_map_invalid_noflush_range(pfn, 1 << int(order))
+        if unmapped:  # today's kernel: the caller unmaps each page
+            for i in range(1 << int(order)):
+                self.set_direct_map_invalid_noflush(pfn + i)
         return pfn
 
     def free_pages(self, pfn: int, order: int) -> None:
@@ -61,7 +71,13 @@ class Machine:
         if not (s.pg_flags[pfn] & PG_ALLOC) or int(s.pg_order[pfn]) != int(order):
             raise ValueError(f"free_pages(pfn={pfn}, order={order}): not an allocated block of that order")
         s.par[P_CPU] = self.cpu
-        free_pages(s, int(pfn), int(order), self.cpu)
+        if not policy_free(s, int(pfn), int(order)):  # a cache's block, or captured
+            free_pages(s, int(pfn), int(order), self.cpu)
+
+    def shrink(self, nr_to_scan: int | None = None) -> int:
+        """Run the policy's shrinker; returns the pages released to the page allocator."""
+        self.state.par[P_CPU] = self.cpu
+        return int(policy_shrink(self.state, int(nr_to_scan or 0)))
 
     def drain_all_pages(self) -> None:
         """drain_all_pages: empty the per-CPU lists into the buddy free lists."""
@@ -82,10 +98,6 @@ class Machine:
 
     def set_direct_map_default_noflush(self, pfn: int) -> int:
         return self._cpa(pfn, 1, PAGE_KERNEL, PROT_PKEY)
-
-    def set_direct_map_invalid_noflush_range(self, pfn: int, n: int) -> None:
-        for i in range(n):
-            self.set_direct_map_invalid_noflush(pfn + i)
 
     def set_memory_ro(self, pfn: int, n: int) -> int:
         return self._cpa(pfn, n, 0, PROT_RW)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .constants import (
-    C_ALLOC_FAIL, C_ALLOC_FAIL_ORDER, C_ALLOC_PAGES, C_ALLOCS, C_CACHE_BLOCKS, C_CACHE_FREE,
+    C_ALLOC_FAIL, C_ALLOC_FAIL_ORDER, C_ALLOC_PAGES, C_ALLOCS, C_CACHE_BLOCKS, C_CACHE_BYPASS,
+    C_CACHE_CAPTURED, C_CACHE_FREE, C_CACHE_HELD, C_CACHE_STRANDED,
     C_CACHE_HITS, C_CACHE_LIMIT_FALLBACKS, C_CACHE_MISSES, C_CACHE_PEAK, C_CACHE_REFILL_2M,
     C_CACHE_REFILL_LOW, C_CACHE_RELEASED, C_CACHE_USED, C_CLAIM, C_CPA, C_DM_1G, C_DM_2M,
     C_DM_4K, C_EVENTS, C_FREE_PAGES, C_FREES, C_KSWAPD, C_L2_COLLAPSES, C_L2_SPLITS,
@@ -57,6 +58,10 @@ COUNTER_NAMES = [
     ("unmapped_cache_limit_fallbacks", C_CACHE_LIMIT_FALLBACKS, 1),
     ("unmapped_cache_refills_2m", C_CACHE_REFILL_2M, 1),
     ("unmapped_cache_refills_lower", C_CACHE_REFILL_LOW, 1),
+    ("unmapped_cache_held_pages", C_CACHE_HELD, 1),
+    ("unmapped_cache_stranded_pages", C_CACHE_STRANDED, 1),
+    ("unmapped_cache_captured_pages", C_CACHE_CAPTURED, 1),
+    ("unmapped_cache_bypass", C_CACHE_BYPASS, 1),
     ("events", C_EVENTS, 1),
 ] + [(f"alloc_fail_order_{k}", C_ALLOC_FAIL_ORDER + k, 1) for k in range(NR_PAGE_ORDERS)]
 
@@ -67,6 +72,9 @@ def counters_from_array(ctr: np.ndarray) -> dict[str, int]:
 
 def counters(s) -> dict[str, int]:
     """All counters of a state, kernel names first (/proc/vmstat, /proc/meminfo)."""
+    from .policy import sync_policy_counters
+
+    sync_policy_counters(s)
     out = counters_from_array(s.ctr)
     nr_blocks = s.nr_free.sum(axis=1)
     for k in range(NR_PAGE_ORDERS):

@@ -9,7 +9,7 @@ from .constants import (
     C_ALLOC_FAIL, C_ALLOC_FAIL_ORDER, C_ALLOC_PAGES, C_ALLOCS, C_CLAIM, C_FREE_PAGES,
     C_FREES, C_NR_FREE, C_NR_PCP, C_PCP_DRAIN, C_PCP_REFILL, C_STEAL, MAX_PAGE_ORDER,
     MIGRATE_MOVABLE, MIGRATE_PCPTYPES, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE,
-    NR_MIGRATETYPES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_ALLOC, PG_BUDDY, PG_PCP,
+    NR_MIGRATETYPES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_ALLOC, PG_BUDDY, PG_CACHE, PG_PCP,
 )
 from .jit import njit
 from .state import (
@@ -95,7 +95,7 @@ def page_is_buddy(s, pfn, order):
     """page_is_buddy: the buddy is a free block head of exactly this order."""
     if pfn < 0 or pfn >= s.par[P_NR_PAGES]:
         return False
-    return (s.pg_flags[pfn] & PG_BUDDY) != 0 and s.pg_order[pfn] == order
+    return (s.pg_flags[pfn] & (PG_BUDDY | PG_CACHE)) == PG_BUDDY and s.pg_order[pfn] == order
 
 
 @njit
@@ -129,6 +129,8 @@ def __free_one_page(s, pfn, order, mt, to_tail_forced):
         if not page_is_buddy(s, buddy_pfn, order):
             break
         buddy_mt = s.pg_mt[buddy_pfn]
+        if order >= PAGEBLOCK_ORDER and buddy_mt != mt and (mt >= MIGRATE_PCPTYPES or buddy_mt >= MIGRATE_PCPTYPES):
+            break  # !migratetype_is_mergeable(): no merging across such pageblocks
         del_from_free_list(s, buddy_pfn, order, buddy_mt)
         if order >= PAGEBLOCK_ORDER and buddy_mt != mt:
             # "Match buddy type": expand() later puts sub-blocks on the right lists
@@ -198,15 +200,13 @@ def prep_move_freepages_block(s, block_start):
     end = block_start + PAGEBLOCK_NR_PAGES
     while pfn < end:
         f = s.pg_flags[pfn]
-        if f & PG_BUDDY:
+        if (f & (PG_BUDDY | PG_CACHE)) == PG_BUDDY:
             free_pages += 1 << np.int64(s.pg_order[pfn])
             pfn += 1 << np.int64(s.pg_order[pfn])
             continue
-        if (f & PG_ALLOC) and s.pg_mt[pfn] == MIGRATE_MOVABLE:
+        if (f & PG_ALLOC) and (f & PG_CACHE) == 0 and s.pg_mt[pfn] == MIGRATE_MOVABLE:
             movable_pages += 1 << np.int64(s.pg_order[pfn])
-            pfn += 1 << np.int64(s.pg_order[pfn])
-            continue
-        if f & PG_ALLOC:
+        if f & (PG_ALLOC | PG_BUDDY):  # allocated, or free inside a policy's cache
             pfn += 1 << np.int64(s.pg_order[pfn])
             continue
         pfn += 1
@@ -219,13 +219,11 @@ def __move_freepages_block(s, block_start, old_mt, new_mt):
     pfn = block_start
     end = block_start + PAGEBLOCK_NR_PAGES
     while pfn < end:
-        if s.pg_flags[pfn] & PG_BUDDY:
+        if s.pg_flags[pfn] & (PG_BUDDY | PG_ALLOC):
             order = np.int64(s.pg_order[pfn])
-            if s.pg_mt[pfn] == old_mt:
+            if (s.pg_flags[pfn] & (PG_BUDDY | PG_CACHE)) == PG_BUDDY and s.pg_mt[pfn] == old_mt:
                 move_to_free_list(s, pfn, order, old_mt, new_mt)
             pfn += 1 << order
-        elif s.pg_flags[pfn] & PG_ALLOC:
-            pfn += 1 << np.int64(s.pg_order[pfn])
         else:
             pfn += 1
 

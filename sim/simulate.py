@@ -14,6 +14,7 @@ from .engine import N_SAMPLE_COLS, new_alloc_state, run_events, sample_until
 from .hydra_conf import to_sim_config
 from .metrics import COUNTER_NAMES, counters, pageblock_pollution
 from .picture import region_codes
+from .policy import policy_params, served_callers
 from .result import SimResult
 from .state import P_MANAGED
 from .workload import generate
@@ -45,7 +46,9 @@ def simulate(cfg, progress: Optional[Callable[[int, int], None]] = None) -> SimR
     sc = to_sim_config(cfg)
     t0 = time.perf_counter()
     s = boot(sc.machine)
+    policy_params(s.par, sc.policy)
     es = generate(sc.workload, int(s.par[P_MANAGED]), sc.machine.cpus, sc.seed)
+    c_served = served_callers(sc)
     a_pfn = new_alloc_state(es.n_allocs)
     duration = float(sc.workload.duration_s)
     dt = max(sc.sample_interval_s, duration / max(sc.max_samples - 1, 1))
@@ -57,7 +60,7 @@ def simulate(cfg, progress: Optional[Callable[[int, int], None]] = None) -> SimR
     for start in range(0, n, CHUNK_EVENTS):
         stop = min(n, start + CHUNK_EVENTS)
         t_next, k = run_events(s, es.ev_time, es.ev_code, es.a_order, es.a_mt, es.a_cpu, es.a_caller,
-                               es.a_flags, a_pfn, es.c_on_alloc, es.c_on_free, rc, samples, dt,
+                               es.a_flags, a_pfn, es.c_on_alloc, es.c_on_free, c_served, rc, samples, dt,
                                start, stop, t_next, k)
         if progress:
             progress(stop, n)

@@ -14,7 +14,7 @@ import numpy as np
 from .constants import (
     C_DM_1G, C_DM_2M, C_DM_4K, MAP_LEAF, MAP_NONE, MAP_TABLE, MIGRATE_PCPTYPES,
     MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, N_COUNTERS, NR_MIGRATETYPES, NR_PAGE_ORDERS,
-    PAGE_KERNEL, PAGEBLOCK_NR_PAGES, PG_HOLE, PG_RESERVED, PMD_PAGES, PUD_PAGES,
+    PAGE_KERNEL, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_HOLE, PG_RESERVED, PMD_PAGES, PUD_PAGES,
 )
 
 # indices into State.par (int64 parameters and scalar state)
@@ -32,7 +32,26 @@ P_NCPUS = 10
 P_CPU = 11  # the CPU the current event runs on
 P_RAM_PAGES = 12
 P_MIN_FREE_KB = 13
-N_PAR = 16
+# policy (sim/policy.py)
+P_POLICY = 16  # constants.POL_*
+P_CACHE_MAX_PAGES = 17  # 0: no limit
+P_CACHE_RELEASE_2M = 18  # shrinker releases whole free 2M blocks (1) or 4K pages (0)
+P_CACHE_CAPTURE = 19  # capture frees of already PTE-mapped pages
+P_CACHE_FALLBACK_ORDERS = 20  # refill may take lower orders than 9
+P_CACHE_BUDDY = 21  # internal buddy allocator (1) or a list of 4K pages (0)
+P_CACHE_MASK_SET = 22  # direct-map change applied to cached memory
+P_CACHE_MASK_CLR = 23
+P_CACHE_COLLAPSE = 24  # collapse restored regions on release
+P_CACHE_RELEASE_EMPTY = 25  # release a 2M block as soon as it is entirely free (packs)
+P_CACHE_RESET_RELEASE = 26  # release through vm_reset_perms (per-page invalid + default)
+P_SHRINK_WMARK_PCT = 27  # run when NR_FREE_PAGES < pct% of the high watermark (0: off)
+P_SHRINK_HIGH = 28  # run when free cached pages exceed this (0: off)
+P_SHRINK_INTERVAL_US = 29  # run every N simulated microseconds (0: off)
+P_SHRINK_KEEP = 30  # free cached pages the shrinker keeps (low threshold)
+P_SHRINK_BATCH = 31  # pages released per run at most (0: no limit)
+P_SHRINK_NEXT_US = 32  # next periodic run (state)
+P_SHRINK_ON_RECLAIM = 33  # reclaim runs the shrinker
+N_PAR = 40
 
 MAP_TABLE_BOOT = 3  # a 2M region mapped with 4K PTEs at boot on purpose (_PAGE_KERNEL_4K): never collapsed
 
@@ -50,6 +69,8 @@ State = namedtuple(
         "nr_free",  # int64 [order, migratetype]: blocks on each free list
         "pcp_head", "pcp_tail",  # int32 [cpu, pcp migratetype]
         "pcp_count",  # int64 [cpu]
+        "cache_head", "cache_tail",  # int32 [order 0..9]: the policy cache's free lists
+        "cache_nr",  # int64 [order]: blocks on each cache free list
         "ctr",  # int64 counters (constants.C_*)
         "par",  # int64 parameters (P_*)
     ],
@@ -104,6 +125,9 @@ def new_state(nr_pages_span: int, ncpus: int) -> State:
         pcp_head=np.full((ncpus, MIGRATE_PCPTYPES), -1, np.int32),
         pcp_tail=np.full((ncpus, MIGRATE_PCPTYPES), -1, np.int32),
         pcp_count=np.zeros(ncpus, np.int64),
+        cache_head=np.full(PAGEBLOCK_ORDER + 1, -1, np.int32),
+        cache_tail=np.full(PAGEBLOCK_ORDER + 1, -1, np.int32),
+        cache_nr=np.zeros(PAGEBLOCK_ORDER + 1, np.int64),
         ctr=np.zeros(N_COUNTERS, np.int64),
         par=np.zeros(N_PAR, np.int64),
     )

@@ -1,0 +1,277 @@
+"""A cache of 2M blocks next to the page allocator (the 2023 `unmapped_alloc()` RFC),
+compiled with numba. Also the engine of the grouped-pages cache and the code packs.
+
+Blocks come from the page allocator (order 9; lower orders on fallback), get one
+direct-map change for the whole block (a PMD-mapped block is updated in place, not
+split), and serve requests of order 0..9 from an internal buddy allocator whose free
+lists (cache_head/cache_tail/cache_nr) link pages through pg_next/pg_prev. A free block
+head in the cache carries PG_BUDDY | PG_CACHE, an allocated one PG_ALLOC | PG_CACHE.
+The shrinker restores the direct map of free cached memory and frees it to the page
+allocator: whole free 2M blocks (`2m`) or one 4K page at a time (`4k`, as the RFC).
+"""
+from .constants import (
+    C_CACHE_BLOCKS, C_CACHE_FREE, C_CACHE_HELD, C_CACHE_HITS, C_CACHE_MISSES, C_CACHE_PEAK,
+    C_CACHE_REFILL_2M, C_CACHE_REFILL_LOW, C_CACHE_RELEASED, C_CACHE_USED, C_SHRINK_RUNS,
+    MIGRATE_UNMOVABLE, PAGE_KERNEL, PAGEBLOCK_ORDER, PG_ALLOC, PG_BUDDY, PG_CACHE, PG_PCP,
+    PROT_PKEY, PROT_PRESENT, PROT_RW,
+)
+from .directmap import change_page_attr, collapse_large_pages
+from .jit import njit
+from .page_alloc import ALLOC_WMARK_MIN, __alloc_pages_noreclaim, __free_pages
+from .state import (
+    P_CACHE_BUDDY, P_CACHE_COLLAPSE, P_CACHE_FALLBACK_ORDERS, P_CACHE_MASK_CLR, P_CACHE_MASK_SET,
+    P_CACHE_RELEASE_2M, P_CACHE_RELEASE_EMPTY, P_CACHE_RESET_RELEASE, P_CPU, P_NR_PAGES,
+    P_SHRINK_BATCH, P_SHRINK_KEEP,
+)
+
+CACHE_MAX_ORDER = PAGEBLOCK_ORDER
+
+
+@njit
+def cache_held_add(s, delta):
+    s.ctr[C_CACHE_HELD] += delta
+    s.ctr[C_CACHE_BLOCKS] = (s.ctr[C_CACHE_HELD] + 511) >> 9
+    if s.ctr[C_CACHE_HELD] > s.ctr[C_CACHE_PEAK]:
+        s.ctr[C_CACHE_PEAK] = s.ctr[C_CACHE_HELD]
+
+
+@njit
+def cache_add(s, pfn, order, tail):
+    s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ (PG_ALLOC | PG_PCP))) | PG_BUDDY | PG_CACHE
+    s.pg_order[pfn] = order
+    s.pg_mt[pfn] = MIGRATE_UNMOVABLE
+    head = s.cache_head[order]
+    if head < 0:
+        s.pg_next[pfn] = -1
+        s.pg_prev[pfn] = -1
+        s.cache_head[order] = pfn
+        s.cache_tail[order] = pfn
+    elif tail:
+        t = s.cache_tail[order]
+        s.pg_next[t] = pfn
+        s.pg_prev[pfn] = t
+        s.pg_next[pfn] = -1
+        s.cache_tail[order] = pfn
+    else:
+        s.pg_prev[head] = pfn
+        s.pg_next[pfn] = head
+        s.pg_prev[pfn] = -1
+        s.cache_head[order] = pfn
+    s.cache_nr[order] += 1
+    s.ctr[C_CACHE_FREE] += 1 << order
+
+
+@njit
+def cache_del(s, pfn, order):
+    nxt = s.pg_next[pfn]
+    prv = s.pg_prev[pfn]
+    if prv >= 0:
+        s.pg_next[prv] = nxt
+    else:
+        s.cache_head[order] = nxt
+    if nxt >= 0:
+        s.pg_prev[nxt] = prv
+    else:
+        s.cache_tail[order] = prv
+    s.pg_next[pfn] = -1
+    s.pg_prev[pfn] = -1
+    s.pg_flags[pfn] &= 0xFF ^ (PG_BUDDY | PG_CACHE)
+    s.cache_nr[order] -= 1
+    s.ctr[C_CACHE_FREE] -= 1 << order
+
+
+@njit
+def cache_is_buddy(s, pfn, order):
+    if pfn < 0 or pfn >= s.par[P_NR_PAGES]:
+        return False
+    return (s.pg_flags[pfn] & (PG_BUDDY | PG_CACHE)) == (PG_BUDDY | PG_CACHE) and s.pg_order[pfn] == order
+
+
+@njit
+def cache_free_one(s, pfn, order):
+    """Return a block to the cache: merge with free buddies inside the cache (up to a 2M
+    block), or, for a list of 4K pages (grouped pages), add each page on its own.
+    A code pack (prog_pack / execmem) gives a block back once it is entirely free."""
+    if s.par[P_CACHE_BUDDY] == 0:
+        for i in range(1 << order):
+            cache_add(s, pfn + i, 0, False)
+        return
+    while order < CACHE_MAX_ORDER:
+        buddy = pfn ^ (1 << order)
+        if not cache_is_buddy(s, buddy, order):
+            break
+        cache_del(s, buddy, order)
+        pfn = pfn & buddy
+        order += 1
+    cache_add(s, pfn, order, False)
+    if order == CACHE_MAX_ORDER and s.par[P_CACHE_RELEASE_EMPTY] != 0:
+        cache_del(s, pfn, order)
+        release_block(s, pfn, order)
+
+
+@njit
+def cache_rmqueue(s, order):
+    """__rmqueue_smallest + expand over the cache's free lists."""
+    for current in range(order, CACHE_MAX_ORDER + 1):
+        pfn = s.cache_head[current]
+        if pfn < 0:
+            continue
+        cache_del(s, pfn, current)
+        high = current
+        while high > order:
+            high -= 1
+            cache_add(s, pfn + (1 << high), high, False)
+        return pfn
+    return -1
+
+
+@njit
+def cache_refill(s, order):
+    """unmapped_alloc refill: a 2M block from the page allocator (or, when allowed, the
+    largest lower order down to the request), its direct map changed as one range."""
+    lowest = order if s.par[P_CACHE_FALLBACK_ORDERS] != 0 else CACHE_MAX_ORDER
+    for o in range(CACHE_MAX_ORDER, lowest - 1, -1):
+        pfn = __alloc_pages_noreclaim(s, o, MIGRATE_UNMOVABLE, s.par[P_CPU], ALLOC_WMARK_MIN)
+        if pfn < 0:
+            continue
+        s.pg_flags[pfn] &= 0xFF ^ PG_ALLOC
+        if change_page_attr(s, pfn, 1 << o, s.par[P_CACHE_MASK_SET], s.par[P_CACHE_MASK_CLR], False) != 0:
+            s.pg_flags[pfn] |= PG_ALLOC
+            __free_pages(s, pfn, o, s.par[P_CPU])
+            return False
+        if o == CACHE_MAX_ORDER:
+            s.ctr[C_CACHE_REFILL_2M] += 1
+        else:
+            s.ctr[C_CACHE_REFILL_LOW] += 1
+        cache_held_add(s, 1 << o)
+        if s.par[P_CACHE_BUDDY] == 0:
+            for i in range(1 << o):
+                cache_add(s, pfn + i, 0, True)
+        else:
+            cache_add(s, pfn, o, True)
+        return True
+    return False
+
+
+@njit
+def cache_alloc(s, order, max_pages):
+    """Serve one request from the cache. Returns the pfn, -1 when the page allocator
+    cannot refill the cache, -2 when the cache is at its size limit (the caller falls
+    back to today's behaviour)."""
+    pfn = cache_rmqueue(s, order)
+    if pfn >= 0:
+        s.ctr[C_CACHE_HITS] += 1
+    else:
+        s.ctr[C_CACHE_MISSES] += 1
+        if max_pages > 0 and s.ctr[C_CACHE_HELD] + (1 << CACHE_MAX_ORDER) > max_pages:
+            return -2
+        if not cache_refill(s, order):
+            return -1
+        pfn = cache_rmqueue(s, order)
+        if pfn < 0:
+            return -1
+    s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ PG_BUDDY)) | PG_ALLOC | PG_CACHE
+    s.pg_order[pfn] = order
+    s.pg_mt[pfn] = MIGRATE_UNMOVABLE
+    s.ctr[C_CACHE_USED] += 1 << order
+    return pfn
+
+
+@njit
+def cache_free(s, pfn, order):
+    """Free a block that came from the cache: back into the cache."""
+    s.pg_flags[pfn] &= 0xFF ^ (PG_ALLOC | PG_CACHE)
+    s.ctr[C_CACHE_USED] -= 1 << order
+    cache_free_one(s, pfn, order)
+
+
+@njit
+def cache_capture(s, pfn, order):
+    """Take a freed block whose direct map is already at PTE level into the cache."""
+    change_page_attr(s, pfn, 1 << order, s.par[P_CACHE_MASK_SET], s.par[P_CACHE_MASK_CLR], False)
+    cache_held_add(s, 1 << order)
+    s.pg_flags[pfn] &= 0xFF ^ PG_ALLOC
+    cache_free_one(s, pfn, order)
+
+
+@njit
+def restore_and_free_4k(s, pfn):
+    """Release one 4K page: restore its direct map (set_direct_map_default_noflush, which
+    splits a PMD-mapped block) and free it to the page allocator."""
+    if s.par[P_CACHE_RESET_RELEASE] != 0:  # vfree of VM_FLUSH_RESET_PERMS memory
+        change_page_attr(s, pfn, 1, 0, PROT_PRESENT | PROT_RW, False)
+    change_page_attr(s, pfn, 1, PAGE_KERNEL, PROT_PKEY, False)
+    s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ (PG_BUDDY | PG_CACHE))) | PG_ALLOC
+    s.pg_order[pfn] = 0
+    __free_pages(s, pfn, 0, s.par[P_CPU])
+
+
+@njit
+def release_block(s, pfn, order):
+    """Give a free block (already off the cache lists) back to the page allocator."""
+    n = 1 << order
+    cache_held_add(s, -n)
+    s.ctr[C_CACHE_RELEASED] += n
+    if s.par[P_CACHE_RELEASE_2M] != 0 and s.par[P_CACHE_RESET_RELEASE] == 0:
+        change_page_attr(s, pfn, n, PAGE_KERNEL, PROT_PKEY, False)  # one range: in place
+        if s.par[P_CACHE_COLLAPSE] != 0:
+            collapse_large_pages(s, pfn, n)
+        s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ (PG_BUDDY | PG_CACHE))) | PG_ALLOC
+        s.pg_order[pfn] = order
+        __free_pages(s, pfn, order, s.par[P_CPU])
+    else:
+        for i in range(n):
+            restore_and_free_4k(s, pfn + i)
+        if s.par[P_CACHE_COLLAPSE] != 0:
+            collapse_large_pages(s, pfn, n)
+
+
+@njit
+def cache_shrink(s, nr_to_scan):
+    """The shrinker: release free cached memory above the low threshold (P_SHRINK_KEEP),
+    at most nr_to_scan pages (<= 0: P_SHRINK_BATCH, 0 there: no limit). `2m` releases
+    whole free 2M blocks; `4k` releases page by page from the largest free blocks."""
+    keep = s.par[P_SHRINK_KEEP]
+    budget = nr_to_scan if nr_to_scan > 0 else s.par[P_SHRINK_BATCH]
+    if s.ctr[C_CACHE_FREE] <= keep:
+        return 0
+    s.ctr[C_SHRINK_RUNS] += 1
+    released = 0
+    if s.par[P_CACHE_RELEASE_2M] != 0:
+        n = 1 << CACHE_MAX_ORDER
+        while s.cache_head[CACHE_MAX_ORDER] >= 0 and s.ctr[C_CACHE_FREE] - n >= keep \
+                and (budget <= 0 or released + n <= budget):
+            pfn = s.cache_head[CACHE_MAX_ORDER]
+            cache_del(s, pfn, CACHE_MAX_ORDER)
+            release_block(s, pfn, CACHE_MAX_ORDER)
+            released += n
+        return released
+    while s.ctr[C_CACHE_FREE] > keep and (budget <= 0 or released < budget):
+        order = CACHE_MAX_ORDER
+        while order >= 0 and s.cache_head[order] < 0:
+            order -= 1
+        if order < 0:
+            break
+        pfn = s.cache_head[order]
+        cache_del(s, pfn, order)
+        n = 1 << order
+        take = n
+        room = s.ctr[C_CACHE_FREE] + n - keep
+        if take > room:
+            take = room
+        if budget > 0 and take > budget - released:
+            take = budget - released
+        cache_held_add(s, -take)
+        s.ctr[C_CACHE_RELEASED] += take
+        for i in range(take):
+            restore_and_free_4k(s, pfn + i)
+        for i in range(take, n):  # the rest goes back, merging again
+            cache_free_one(s, pfn + i, 0)
+        released += take
+    return released
+
+
+def cache_free_pages_recount(s) -> int:
+    """Python helper for invariants: pages on the cache's free lists."""
+    return int(sum(int(s.cache_nr[o]) << o for o in range(CACHE_MAX_ORDER + 1)))
+

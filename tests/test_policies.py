@@ -1,0 +1,202 @@
+"""The 2M unmapped-page cache, its shrinker and the alternative designs, through the
+step API, plus a scenario on a machine fragmented by background churn."""
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import sim
+from sim import ConfigError, Machine, MachineConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fresh(policy, mem_mib=4096, **kw):
+    return Machine(MachineConfig(mem_mib=mem_mib, kernel_image_mib=0, memmap=False, **kw), policy=policy)
+
+
+def delta(after, before, key):
+    return after[key] - before[key]
+
+
+@pytest.mark.parametrize("release", ["2m", "4k"])
+def test_unmapped_cache_512_pages_one_block(release):
+    m = fresh(sim.policy("unmapped_cache", release=release))
+    before = m.counters()
+    pfns = [m.alloc_pages(0, "unmovable", unmapped=True) for _ in range(512)]
+    c = m.counters()
+    assert delta(c, before, "direct_map_level2_splits") <= 1
+    assert delta(c, before, "direct_map_level3_splits") <= 1
+    assert c["unmapped_cache_misses"] == 1 and c["unmapped_cache_hits"] == 511
+    assert c["unmapped_cache_blocks"] == 1 and c["unmapped_cache_refills_2m"] == 1
+    assert all(m.prot[p] & 1 == 0 for p in pfns)  # off the direct map
+    assert len(set(p >> 9 for p in pfns)) == 1  # all from one 2M block
+    for p in pfns:
+        m.free_pages(p, 0)
+    assert m.counters()["unmapped_cache_free_pages"] == 512
+    assert m.shrink() == 512
+    c = m.counters()
+    assert c["unmapped_cache_blocks"] == 0 and c["unmapped_cache_released_pages"] == 512
+    assert all(m.prot[p] == 7 for p in pfns)
+    if release == "2m":  # restored in place: no 4K mapping anywhere
+        assert c["DirectMap4k"] == 0 and c["direct_map_level2_splits"] == 0
+    else:  # the 2023 RFC restores one 4K page at a time: the kept-whole PMD splits
+        assert delta(c, before, "direct_map_level2_splits") == 1 and c["DirectMap4k"] == 2048
+    assert m.check() == []
+
+
+def test_none_policy_unmaps_each_page():
+    m = fresh(sim.policy("none"))
+    pfn = m.alloc_pages(2, "unmovable", unmapped=True)
+    c = m.counters()
+    assert c["direct_map_np_pages"] == 4 and c["direct_map_level2_splits"] == 1
+    assert c["unmapped_cache_blocks"] == 0
+
+
+def test_cache_serves_higher_orders_from_its_buddy():
+    m = fresh(sim.policy("unmapped_cache"))
+    a = m.alloc_pages(3, "unmovable", unmapped=True)
+    b = m.alloc_pages(9, "unmovable", unmapped=True)
+    c = m.counters()
+    assert c["unmapped_cache_misses"] == 2 and c["unmapped_cache_blocks"] == 2
+    assert c["unmapped_cache_free_pages"] == 512 - 8
+    m.free_pages(a, 3)
+    assert m.counters()["unmapped_cache_free_pages"] == 512  # merged back to one free 2M block
+    m.free_pages(b, 9)
+    assert m.check() == []
+
+
+def test_size_limit_falls_back_to_todays_behaviour():
+    m = fresh(sim.policy("unmapped_cache", max_blocks=1), direct_gbpages=False)
+    pfns = [m.alloc_pages(0, "unmovable", unmapped=True) for _ in range(513)]
+    c = m.counters()
+    assert c["unmapped_cache_limit_fallbacks"] == 1 and c["unmapped_cache_blocks"] == 1
+    assert c["direct_map_level2_splits"] == 1  # the fallback page split its own 2M page
+    assert m.prot[pfns[-1]] & 1 == 0
+    assert m.check() == []
+
+
+def test_capture_of_pte_mapped_frees():
+    m = fresh(sim.policy("unmapped_cache", capture_pte_mapped_frees=True), direct_gbpages=False)
+    p = m.alloc_pages(0, "movable")
+    m.set_direct_map_invalid_noflush(p)  # splits p's 2M page
+    m.set_direct_map_default_noflush(p)
+    q = m.alloc_pages(0, "movable")
+    assert q >> 9 == p >> 9  # same (now PTE-mapped) 2M region
+    m.free_pages(q, 0)
+    c = m.counters()
+    assert c["unmapped_cache_captured_pages"] == 1 and c["unmapped_cache_free_pages"] == 1
+    assert m.prot[q] & 1 == 0  # captured pages are off the direct map
+    r = m.alloc_pages(0, "unmovable", unmapped=True)
+    c = m.counters()
+    assert r == q and c["unmapped_cache_hits"] == 1 and c["unmapped_cache_refills_2m"] == 0
+    assert c["direct_map_level2_splits"] == 1
+    big = m.alloc_pages(9, "movable")
+    assert m.mapping_level(big) == 2
+    m.free_pages(big, 9)  # a free in a 2M-mapped region is not captured
+    assert m.counters()["unmapped_cache_captured_pages"] == 1
+    assert m.check() == []
+
+
+def test_migratetype_pageblock_becomes_pte_mapped_cache():
+    m = fresh(sim.policy("migratetype"), direct_gbpages=False)
+    pfns = [m.alloc_pages(0, "unmovable", unmapped=True) for _ in range(300)]
+    c = m.counters()
+    assert c["direct_map_level2_splits"] == 1 and c["unmapped_cache_misses"] == 1
+    assert m.pageblock_migratetype(pfns[0]) == "unmapped"
+    assert len(set(p >> 9 for p in pfns)) == 1
+    for p in pfns:
+        m.set_direct_map_default_noflush(p)
+        m.free_pages(p, 0)
+    assert m.shrink() == 512  # the whole pageblock back to MIGRATE_MOVABLE
+    assert m.pageblock_migratetype(pfns[0]) == "movable"
+    assert m.counters()["DirectMap4k"] == 2048  # stays split: no collapse
+    assert m.check() == []
+
+
+def test_grouped_pages_order0_list_and_4k_shrink():
+    m = fresh(sim.policy("grouped_pages"), direct_gbpages=False)
+    a = m.alloc_pages(0, "unmovable", unmapped=True)
+    b = m.alloc_pages(1, "unmovable", unmapped=True)  # not served: today's path
+    c = m.counters()
+    assert c["unmapped_cache_bypass"] == 1 and c["unmapped_cache_blocks"] == 1
+    assert c["unmapped_cache_free_pages"] == 511 and c["direct_map_level2_splits"] == 1  # from b
+    m.free_pages(a, 0)
+    assert m.shrink(nr_to_scan=10) == 10
+    c = m.counters()
+    assert c["direct_map_level2_splits"] == 2 and c["unmapped_cache_free_pages"] == 502
+    assert b is not None and m.check() == []
+
+
+def test_prog_pack_frees_an_empty_pack_page_by_page():
+    m = fresh(sim.policy("prog_pack"), direct_gbpages=False)
+    pfns = [m.alloc_pages(0, "unmovable", unmapped=True) for _ in range(3)]
+    c = m.counters()
+    assert c["direct_map_level2_splits"] == 0 and c["direct_map_ro_pages"] == 512  # RO in place
+    for p in pfns:
+        m.free_pages(p, 0)
+    c = m.counters()  # module_memfree of the pack: vm_reset_perms page by page splits it
+    assert c["unmapped_cache_blocks"] == 0 and c["direct_map_level2_splits"] == 1
+    assert m.check() == []
+
+
+def test_execmem_rox_restores_large_pages():
+    m = fresh(sim.policy("execmem_rox"), direct_gbpages=True, cpa_collapse=True)
+    pfns = [m.alloc_pages(0, "unmovable", unmapped=True) for _ in range(3)]
+    assert m.counters()["direct_map_level3_splits"] == 1
+    for p in pfns:
+        m.free_pages(p, 0)
+    c = m.counters()
+    assert c["unmapped_cache_blocks"] == 0 and c["direct_map_level2_splits"] == 0
+    assert c["direct_map_level3_collapses"] == 1 and c["DirectMap1G"] == 4 * 1048576
+    assert m.check() == []
+
+
+def test_policy_knobs_are_validated():
+    with pytest.raises(ConfigError, match="policy.max_blocks"):
+        sim.policy("unmapped_cache", max_blocks=-1)
+    with pytest.raises(ConfigError, match="policy.release"):
+        sim.policy("unmapped_cache", release="8k")
+    with pytest.raises(ConfigError, match="policy.bogus"):
+        sim.policy("unmapped_cache", bogus=1)
+    with pytest.raises(ConfigError, match="policy.name"):
+        sim.policy("lru")
+    p = sim.policy("unmapped_cache", max_blocks=64, release="2m", capture_pte_mapped_frees=True)
+    assert p.max_blocks == 64 and p.capture_pte_mapped_frees
+    with pytest.raises(ConfigError, match="policy.max_blocks"):
+        sim.load_config(["policy=unmapped_cache", "policy.max_blocks=-5"])
+
+
+SCENARIO = [
+    "machine.mem_mib=2048", "machine.cpus=2", "workload=idle", "workload.duration_s=60",
+    "workload.target_utilisation=0.85",
+    # N scattered order-0 __GFP_UNMAPPED allocations, held to the end
+    "+workload.callers.secretmem={kind: secretmem, rate_per_s: 40.0, lifetime_s: {dist: forever},"
+    " on_alloc: np, on_free: default, unmapped: true}",
+]
+
+
+def test_scenario_cache_vs_none_on_a_fragmented_machine():
+    res = {p: sim.simulate(sim.load_config(SCENARIO + [f"policy={p}"])).counters
+           for p in ("none", "unmapped_cache")}
+    n = res["none"]["unmapped_allocs"]
+    assert n > 1500
+    splits_none = res["none"]["direct_map_level2_splits"]
+    splits_cache = res["unmapped_cache"]["direct_map_level2_splits"]
+    assert splits_cache <= math.ceil(n / 512) + 2
+    assert splits_none >= 5 * max(splits_cache, 1)
+    assert res["unmapped_cache"]["unmapped_cache_held_pages"] >= n
+    assert res["unmapped_cache"]["unmapped_cache_blocks"] >= math.ceil(n / 512)
+
+
+def test_cli_with_policy_knobs(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "sim", "machine=small", "workload.duration_s=5",
+                        "policy=unmapped_cache", "policy.max_blocks=64", f"hydra.run.dir={tmp_path}"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    assert "unmapped_cache_blocks" in p.stdout
+    p = subprocess.run([sys.executable, "-m", "sim", "policy=unmapped_cache", "policy.release=8k",
+                        f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode != 0 and "policy.release" in p.stderr
