@@ -120,9 +120,8 @@ class WorkloadConfig:
     name: str = "mixed"
     duration_s: float = field(default=600.0, metadata=rng(0.0, 1e9))
     target_utilisation: float = field(default=0.8, metadata=rng(0.0, 0.99))
-    # name -> CallerConfig; typed as Any so `+workload.callers.NAME={...}` works from the
-    # command line; to_sim_config() turns each entry into a validated CallerConfig
-    callers: dict[str, Any] = field(default_factory=dict)
+    # name -> caller; add one from the command line with ++workload.callers={NAME: {...}}
+    callers: dict[str, CallerConfig] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------

@@ -173,8 +173,8 @@ SCENARIO = [
     "machine.mem_mib=2048", "machine.cpus=2", "workload=idle", "workload.duration_s=60",
     "workload.target_utilisation=0.85",
     # N scattered order-0 __GFP_UNMAPPED allocations, held to the end
-    "+workload.callers.secretmem={kind: secretmem, rate_per_s: 40.0, lifetime_s: {dist: forever},"
-    " on_alloc: np, on_free: default, unmapped: true}",
+    "++workload.callers={secretmem: {kind: secretmem, rate_per_s: 40.0, lifetime_s: {dist: forever},"
+    " on_alloc: np, on_free: default, unmapped: true}}",
 ]
 
 
