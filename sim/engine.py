@@ -64,7 +64,7 @@ def free_2m_blocks(s):
 
 
 @njit
-def kswapd_reclaim(s, a_pfn, a_order, a_flags, a_caller, c_on_free, rc):
+def kswapd_reclaim(s, a_pfn, a_info, c_on_free, rc):
     """Reclaim below the low watermark: free the oldest live reclaimable allocations
     until NR_FREE_PAGES reaches the high watermark. rc[0] is a cursor over allocation
     ids (ids are in allocation-time order, so the oldest live one is the first)."""
@@ -77,10 +77,11 @@ def kswapd_reclaim(s, a_pfn, a_order, a_flags, a_caller, c_on_free, rc):
         p = a_pfn[i]
         if p == NOT_YET:
             break  # younger allocations have not happened yet
-        reclaimable = (a_flags[i] & AF_RECLAIMABLE) != 0
+        info = a_info[i]
+        reclaimable = ((info >> 24) & AF_RECLAIMABLE) != 0
         if p >= 0 and reclaimable:
-            order = np.int64(a_order[i])
-            free_block(s, p, order, c_on_free[a_caller[i]])
+            order = info & 15
+            free_block(s, p, order, c_on_free[(info >> 4) & 255])
             s.ctr[C_RECLAIM] += 1 << order
             a_pfn[i] = GONE
         if i == rc[0] and (a_pfn[i] < 0 or not reclaimable):
@@ -89,13 +90,13 @@ def kswapd_reclaim(s, a_pfn, a_order, a_flags, a_caller, c_on_free, rc):
 
 
 @njit
-def alloc_with_reclaim(s, order, mt, a_pfn, a_order, a_flags, a_caller, c_on_free, rc):
+def alloc_with_reclaim(s, order, mt, a_pfn, a_info, c_on_free, rc):
     """__alloc_pages: fast path; below the low watermark wake kswapd (reclaim to high);
     then the min watermark and a per-CPU drain; else count a failure for this order."""
     pfn = __alloc_pages_noreclaim(s, order, mt, s.par[P_CPU], ALLOC_WMARK_LOW)
     if pfn >= 0:
         return pfn
-    kswapd_reclaim(s, a_pfn, a_order, a_flags, a_caller, c_on_free, rc)
+    kswapd_reclaim(s, a_pfn, a_info, c_on_free, rc)
     pfn = __alloc_pages_noreclaim(s, order, mt, s.par[P_CPU], ALLOC_WMARK_MIN)
     if pfn < 0:
         alloc_failed(s, order)
@@ -116,20 +117,20 @@ def free_block(s, pfn, order, free_act):
 
 
 @njit
-def alloc_unmapped(s, order, mt, served, a_pfn, a_order, a_flags, a_caller, c_on_free, rc):
+def alloc_unmapped(s, order, mt, served, a_pfn, a_info, c_on_free, rc):
     """A __GFP_UNMAPPED request: through the policy; on failure reclaim once and retry;
     NOT_SERVED (no policy, size limit, order not served) -> today's path."""
     if served:
         pfn = policy_alloc(s, order)
         if pfn == -1:
-            kswapd_reclaim(s, a_pfn, a_order, a_flags, a_caller, c_on_free, rc)
+            kswapd_reclaim(s, a_pfn, a_info, c_on_free, rc)
             pfn = policy_alloc(s, order)
             if pfn == -1:
                 alloc_failed(s, order)
                 return -1, True
         if pfn != NOT_SERVED:
             return pfn, True
-    return alloc_with_reclaim(s, order, mt, a_pfn, a_order, a_flags, a_caller, c_on_free, rc), False
+    return alloc_with_reclaim(s, order, mt, a_pfn, a_info, c_on_free, rc), False
 
 
 @njit
@@ -142,8 +143,8 @@ def record_sample(s, samples, k, t):
 
 
 @njit
-def run_events(s, ev_time, ev_code, a_order, a_mt, a_cpu, a_caller, a_flags, a_pfn,
-               c_on_alloc, c_on_free, c_served, rc, samples, sample_dt, start, stop, t_next_sample, n_sampled):
+def run_events(s, ev_time, ev_code, ev_info, a_info, a_pfn, c_mt, c_on_alloc, c_on_free, c_served,
+               rc, samples, sample_dt, start, stop, t_next_sample, n_sampled):
     """Process events[start:stop]; returns (next sample time, samples taken). Resumable,
     so the caller can show progress between chunks."""
     k = n_sampled
@@ -156,19 +157,20 @@ def run_events(s, ev_time, ev_code, a_order, a_mt, a_cpu, a_caller, a_flags, a_p
             t_next_sample += sample_dt
         code = ev_code[e]
         aid = code >> 1
-        s.par[P_CPU] = a_cpu[aid]
-        order = np.int64(a_order[aid])
+        info = ev_info[e]
+        order = info & 15
+        caller = (info >> 4) & 255
+        s.par[P_CPU] = (info >> 12) & 4095
         s.ctr[C_EVENTS] += 1
         policy_tick(s, np.int64(t * 1e6))
-        caller = a_caller[aid]
         if (code & 1) == 0:
-            flags = a_flags[aid]
+            flags = (info >> 24) & 255
             if flags & AF_UNMAPPED:
                 s.ctr[C_UNMAPPED_ALLOCS] += 1
-                pfn, by_policy = alloc_unmapped(s, order, a_mt[aid], c_served[caller] != 0, a_pfn, a_order,
-                                                a_flags, a_caller, c_on_free, rc)
+                pfn, by_policy = alloc_unmapped(s, order, c_mt[caller], c_served[caller] != 0, a_pfn, a_info,
+                                                c_on_free, rc)
             else:
-                pfn = alloc_with_reclaim(s, order, a_mt[aid], a_pfn, a_order, a_flags, a_caller, c_on_free, rc)
+                pfn = alloc_with_reclaim(s, order, c_mt[caller], a_pfn, a_info, c_on_free, rc)
                 by_policy = False
             if pfn < 0:
                 a_pfn[aid] = FAILED
@@ -186,7 +188,7 @@ def run_events(s, ev_time, ev_code, a_order, a_mt, a_cpu, a_caller, a_flags, a_p
 
 
 def new_alloc_state(n_allocs: int) -> np.ndarray:
-    return np.full(n_allocs, NOT_YET, np.int64)
+    return np.full(n_allocs, NOT_YET, np.int32)
 
 
 

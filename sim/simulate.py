@@ -59,9 +59,8 @@ def simulate(cfg, progress: Optional[Callable[[int, int], None]] = None) -> SimR
     loop_t0 = time.perf_counter()
     for start in range(0, n, CHUNK_EVENTS):
         stop = min(n, start + CHUNK_EVENTS)
-        t_next, k = run_events(s, es.ev_time, es.ev_code, es.a_order, es.a_mt, es.a_cpu, es.a_caller,
-                               es.a_flags, a_pfn, es.c_on_alloc, es.c_on_free, c_served, rc, samples, dt,
-                               start, stop, t_next, k)
+        t_next, k = run_events(s, es.ev_time, es.ev_code, es.ev_info, es.a_info, a_pfn, es.c_mt,
+                               es.c_on_alloc, es.c_on_free, c_served, rc, samples, dt, start, stop, t_next, k)
         if progress:
             progress(stop, n)
     loop_wall = time.perf_counter() - loop_t0

@@ -29,25 +29,39 @@ AF_RECLAIMABLE = 2  # kswapd may free it early
 AF_UNMAPPED = 4  # __GFP_UNMAPPED user: allocated through the policy
 
 
+def pack_info(order, caller, cpu, flags):
+    """One int64 per allocation: order (4 bits) | caller (8) | cpu (12) | flags (8)."""
+    return (order.astype(np.int64) | (caller.astype(np.int64) << 4) | (cpu.astype(np.int64) << 12)
+            | (flags.astype(np.int64) << 24))
+
+
 @dataclass
 class EventStream:
-    """The allocations (sorted by time) and the events of one run."""
+    """The allocations (sorted by time) and the events of one run. Each event carries
+    its allocation's packed info, so the loop reads the event arrays in order and
+    touches per-allocation memory (a_pfn) only once per event."""
 
-    a_order: np.ndarray  # int8
-    a_mt: np.ndarray  # uint8
-    a_cpu: np.ndarray  # int16
-    a_caller: np.ndarray  # uint8
-    a_flags: np.ndarray  # uint8
+    a_info: np.ndarray  # int64 per allocation: pack_info()
     ev_time: np.ndarray  # float64, seconds (fill phase at t < 0)
     ev_code: np.ndarray  # int64: 2 * allocation id + is_free
+    ev_info: np.ndarray  # int64: a_info of the event's allocation
     caller_names: list[str]
+    c_mt: np.ndarray  # uint8 per caller: migratetype
     c_on_alloc: np.ndarray  # uint8 per caller
     c_on_free: np.ndarray  # uint8 per caller
     duration_s: float
 
     @property
     def n_allocs(self) -> int:
-        return int(self.a_order.size)
+        return int(self.a_info.size)
+
+    @property
+    def a_order(self) -> np.ndarray:
+        return (self.a_info & 15).astype(np.int8)
+
+    @property
+    def a_caller(self) -> np.ndarray:
+        return ((self.a_info >> 4) & 255).astype(np.uint8)
 
     @property
     def n_events(self) -> int:
@@ -160,22 +174,22 @@ def generate(wl: WorkloadConfig, managed_pages: int, ncpus: int, seed: int) -> E
     idx = np.argsort(t_alloc)  # ties: one object's allocations; any fixed order is fine
     t_alloc, t_free, caller, order, cpu, act = (a[idx] for a in (t_alloc, t_free, caller, order, cpu, act))
 
-    mt_of = np.array([MIGRATETYPES[wl.callers[n].migratetype] for n in names] or [0], np.uint8)
+    c_mt = np.array([MIGRATETYPES[wl.callers[n].migratetype] for n in names] or [0], np.uint8)
     flags_of = np.array([(AF_RECLAIMABLE if wl.callers[n].reclaimable else 0)
                          | (AF_UNMAPPED if wl.callers[n].unmapped else 0) for n in names] or [0], np.uint8)
-    a_mt = mt_of[caller] if caller.size else np.zeros(0, np.uint8)
-    a_flags = (flags_of[caller] | np.where(act, AF_ACTION, 0)).astype(np.uint8) if caller.size \
+    a_flags = flags_of[caller] | np.where(act, AF_ACTION, 0).astype(np.uint8) if caller.size \
         else np.zeros(0, np.uint8)
+    a_info = pack_info(order, caller, cpu, a_flags)
 
     ids = np.arange(t_alloc.size, dtype=np.int64)
     freed = t_free < duration
     ev_time = np.concatenate((t_alloc, t_free[freed]))
     ev_code = np.concatenate((ids * 2, ids[freed] * 2 + 1))
     order_ev = np.argsort(ev_time)  # a free never ties with its own allocation (lifetime > 0)
+    ev_code = ev_code[order_ev]
     return EventStream(
-        a_order=order, a_mt=a_mt.astype(np.uint8), a_cpu=cpu, a_caller=caller.astype(np.uint8),
-        a_flags=a_flags, ev_time=ev_time[order_ev], ev_code=ev_code[order_ev],
-        caller_names=names,
+        a_info=a_info, ev_time=ev_time[order_ev], ev_code=ev_code, ev_info=a_info[ev_code >> 1],
+        caller_names=names, c_mt=c_mt,
         c_on_alloc=np.array([ON_ALLOC_CODES[wl.callers[n].on_alloc] for n in names] or [0], np.uint8),
         c_on_free=np.array([ON_FREE_CODES[wl.callers[n].on_free] for n in names] or [0], np.uint8),
         duration_s=duration,
