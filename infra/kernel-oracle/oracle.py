@@ -221,7 +221,8 @@ def parse_serial(text: str) -> dict:
 
     Markers may be preceded by console noise on the same line; JSON payloads are
     one line each. Returns meta, events, e820, readouts, vmalloc, done, uptime."""
-    res: dict = {"meta": {}, "events": [], "e820": [], "readouts": [], "vmalloc": [],
+    res: dict = {"meta": {}, "events": [], "e820": [], "zoneinfo": [], "buddyinfo": [],
+                 "readouts": [], "vmalloc": [],
                  "done": False, "guest_uptime_at_done": None, "errors": [], "begin": None}
     for raw in text.splitlines():
         line = raw.replace("\r", "")
@@ -238,6 +239,10 @@ def parse_serial(text: str) -> dict:
                 res["events"].append(payload)
             elif kind == "E820":
                 res["e820"].append(payload)
+            elif kind == "ZONEINFO":
+                res["zoneinfo"].append(payload)
+            elif kind == "BUDDYINFO":
+                res["buddyinfo"].append(payload)
             elif kind == "READOUT":
                 res["readouts"].append(json.loads(payload))
             elif kind == "VMALLOC":
@@ -341,6 +346,8 @@ def boot_once(k: Kernel, initrd: Path, workload: str, mem: str, vcpus: int, repe
         "config": cfg,
         "repeat": repeat,
         "e820": res["e820"],
+        "zoneinfo": res["zoneinfo"],
+        "buddyinfo": res["buddyinfo"],
         "qemu_rc": rc,
         "parse_errors": res["errors"],
     }
@@ -479,7 +486,9 @@ def write_collect(kernel: str, cache: Path = CACHE, results: Path = RESULTS) -> 
         raise SystemExit(f"nothing cached under {cache / kernel}")
     results.mkdir(parents=True, exist_ok=True)
     out = results / f"oracle-{kernel}.json"
-    out.write_text(json.dumps(merged, indent=1) + "\n")
+    # one run per line: valid JSON, about half the size of an indented dump, diffs per run
+    out.write_text('{"runs": [\n' + ",\n".join(json.dumps(r, separators=(",", ":"))
+                                               for r in merged["runs"]) + "\n]}\n")
     df = readouts_table(merged["runs"])
     pq = results / f"oracle-{kernel}.parquet"
     df.write_parquet(pq)

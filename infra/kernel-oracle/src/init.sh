@@ -14,6 +14,10 @@ echo "@@ORACLE BEGIN wl=$wl"
 /oracle meta
 dmesg | grep -E 'BIOS-e820|e820: (update|remove)|reserve setup_data' | sed 's/^\[[^]]*\] */@@ORACLE E820 /'
 
+# the zones and free lists at boot, for building simulator machine configs
+grep -E '^Node|^ +(spanned|present|managed)|start_pfn' /proc/zoneinfo | tr -s ' ' | sed 's/^ */@@ORACLE ZONEINFO /'
+tr -s ' ' < /proc/buddyinfo | sed 's/^/@@ORACLE BUDDYINFO /'
+
 ev() { echo "@@ORACLE EVENT $*"; }
 run() { ev "RUN $*"; "$@"; rc=$?; ev "RC $rc"; return $rc; }
 ro() { /oracle readout "$1"; }
