@@ -99,6 +99,9 @@ class CallerConfig:
     kind: str = "vmalloc"  # label: vmalloc, module, ftrace, kprobe, bpf, secretmem, pks, background
     rate_per_s: float = field(default=0.0, metadata=rng(0.0, 1e9))
     initial: int = field(default=0, metadata=rng(0, 1 << 40))  # objects alive at t=0
+    # when set, the `initial` objects arrive at this simulated time (a one-shot event, e.g.
+    # an oracle workload) instead of in the fill phase before t = 0
+    at_s: Optional[float] = field(default=None, metadata=rng(0.0, 1e9))
     migratetype: str = field(default="unmovable", metadata=choice(*MIGRATETYPE_NAMES))
     order_mix: list[float] = field(default_factory=lambda: [1.0])  # weight of order 0, 1, 2, ...
     allocs: Dist = field(default_factory=Dist)
@@ -176,6 +179,8 @@ class SimConfig:
 
 
 def _check_field(key: str, value: Any, meta) -> None:
+    if value is None:  # Optional fields
+        return
     if "range" in meta:
         lo, hi = meta["range"]
         if isinstance(value, bool) or not isinstance(value, (int, float)):

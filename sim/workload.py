@@ -144,7 +144,10 @@ def generate(wl: WorkloadConfig, managed_pages: int, ncpus: int, seed: int) -> E
             rate = float(c.rate_per_s)
         n1 = int(crng.poisson(rate * duration)) if rate > 0 and duration > 0 else 0
         o1, k1 = _objects(c, crng, n1)
-        t0 = -1.0 + crng.random(n0)  # fill phase; shuffled across callers by the sort below
+        if c.at_s is not None and not c.background:
+            t0 = np.full(n0, float(c.at_s))  # a one-shot event
+        else:
+            t0 = -1.0 + crng.random(n0)  # fill phase; shuffled across callers by the sort below
         t1 = np.sort(crng.random(n1) * duration)
         order = np.concatenate((o0, o1))
         nalloc = np.concatenate((k0, k1))
