@@ -38,7 +38,8 @@ def run(label: str, overrides: list[str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--policies", default="none", help="comma-separated policy names, one row each")
+    ap.add_argument("--policies", default="none,unmapped_cache,migratetype,grouped_pages,prog_pack,execmem_rox",
+                    help="comma-separated policy names, one row each")
     args = ap.parse_args()
     sim.simulate(sim.load_config(["machine=small", "workload.duration_s=1"]))  # compile / load cache
     rows = []
