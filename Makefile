@@ -21,6 +21,10 @@ test: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m sim $(ARGS)
 
+# the default sweep (smoke-sized, local Ray, MLflow in ./mlflow.db); ARGS adds Hydra overrides
+sweep: $(STAMP)
+	$(BIN)/python -m sweeps +sweep=smoke $(ARGS)
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sim.py
 

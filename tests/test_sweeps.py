@@ -203,3 +203,35 @@ def test_fast_composition_matches_hydra():
         with pytest.raises(sim.ConfigError, match="workload.duration_s"):
             comp.compose_all([["machine=small", "workload.duration_s=-1"]])
     GlobalHydra.instance().clear()
+
+
+@pytest.mark.parametrize("s", ["seed=3", "seed=-3", "a.b=0", "x=007", "x=1.5", "x=.5", "x=5.", "x=1e3", "x=-2.5E-3",
+                               "x=true", "x=False", "x=null", "x=NULL", "x=abc", "x=a-b_c", "x=inf", "x=nan",
+                               "x=1_000", "x=[1,2]", "x='s'", "policy=unmapped_cache", "x=a b"])
+def test_simple_override_parser_agrees_with_hydra(s):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from sweeps.compose import SimpleOverride
+
+    ref = OverridesParser.create().parse_override(s)
+    fast = SimpleOverride.parse(s)
+    if fast is not None:  # when it answers, it answers like Hydra
+        assert (fast.key_or_group, fast.value(), type(fast.value())) == \
+            (ref.key_or_group, ref.value(), type(ref.value()))
+
+
+def test_runs_without_ledger_rows_are_discarded_and_redone(tmp_path, ray_address):
+    """A driver killed after the store committed a chunk but before its ledger part was written
+    leaves runs the ledger does not know: the next attempt deletes them and records each once."""
+    import shutil
+
+    ov = [*TINY, "seed=0,1", "tracking.picture=false"]
+    assert run_cli(tmp_path, ray_address, *ov).returncode == 0
+    shutil.rmtree(tmp_path / "ledger")  # as if killed between the commit and the ledger write
+    p = run_cli(tmp_path, ray_address, *ov)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "discarded 2 run(s)" in p.stderr and "2 done, 0 failed, 0 skipped" in p.stdout
+    _, children = runs(tmp_path)
+    assert len(children) == 2 and len({r.data.tags["dmfrag.config_hash"] for r in children}) == 2
+    _, every = runs(tmp_path, view_all=True)
+    assert sum(r.info.lifecycle_stage == "deleted" for r in every) == 2

@@ -1,0 +1,1 @@
+"""Hydra plugins of dmfrag: `hydra/launcher=dmfrag_ray` and `hydra/sweeper=dmfrag`."""

@@ -1,0 +1,84 @@
+"""The sweep service's own config nodes (typed, validated by OmegaConf like the simulator's):
+`ray`, `tracking` and `sweep` at the root of conf/sweeps.yaml. They steer the service and are
+not part of a run's config (nor of its hash)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
+
+RUNTIME_KEYS = ("ray", "tracking", "sweep")
+
+
+@dataclass
+class RayConf:
+    address: Optional[str] = None  # None: $RAY_ADDRESS, else a local instance started on demand
+    num_cpus: Optional[int] = None  # local instance only; None: all cores
+    max_retries: int = 3  # a task lost with its worker is retried this many times
+    runtime_env: Optional[dict[str, Any]] = None  # passed to ray.init on a cluster (pip, working_dir, ...)
+
+
+@dataclass
+class TrackingConf:
+    uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db
+    experiment: str = "dmfrag"
+    artifact_root: Optional[str] = None  # for a new experiment on the default store: <project>/mlartifacts
+    # auto: SQL stores are written in bulk (one transaction per finished chunk, MLflow's own
+    # ORM models); client: MlflowClient.create_run/log_batch/set_terminated per run.
+    mode: str = "auto"
+    timeseries_steps: int = 50  # time series logged as metric steps (ts/<name>), down-sampled to at most this
+    # which time series become metric steps (all of them are in the timeseries.parquet artifact); ["*"]: all
+    timeseries_metrics: list[str] = field(default_factory=lambda: [
+        "direct_map_level2_splits", "direct_map_level3_splits", "DirectMap4k", "DirectMap2M", "DirectMap1G",
+        "nr_free_pages", "free_2m_blocks", "alloc_fail", "unmapped_cache_blocks", "unmapped_cache_held_pages",
+        "unmapped_cache_stranded_pages"])
+    picture: bool = True  # direct-map PNG per run (rendered in the worker)
+    timeseries_artifact: bool = True  # full-resolution time series parquet per run
+
+
+@dataclass
+class SweepConf:
+    name: str = "adhoc"
+    chunk_size: int = 0  # runs per Ray task; 0: auto (enough tasks to fill the window twice)
+    max_in_flight: int = 0  # tasks submitted and not yet collected; 0: 2 x cluster CPUs
+    ledger_dir: Optional[str] = None  # None: <project>/.ledger
+    out_dir: Optional[str] = None  # sweep table + plots; None: hydra.sweep.dir
+    retry_failed: bool = True  # a re-run sweep re-runs configs that failed (their old run is deleted)
+    top: int = 10  # rows of the sweep table printed at the end
+    sort_by: str = "direct_map_level2_splits"
+    plot_x: list[str] = field(default_factory=list)  # x axes for plots; []: every numeric swept key
+    progress: bool = True
+    dry_run: bool = False  # compose and validate every job, print the count, run nothing
+
+
+def register() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    import sim.hydra_conf
+
+    sim.hydra_conf.register_configs()
+    # a plain dict node with typed children: it must come before `config` (whose root is the
+    # simulator's SimConfig) in conf/sweeps.yaml's defaults, or the extra root keys are refused
+    ConfigStore.instance().store(name="sweeps_schema", node={
+        "ray": OmegaConf.structured(RayConf),
+        "tracking": OmegaConf.structured(TrackingConf),
+        "sweep": OmegaConf.structured(SweepConf),
+    })
+
+
+@dataclass
+class Runtime:
+    ray: RayConf
+    tracking: TrackingConf
+    sweep: SweepConf
+
+    @staticmethod
+    def from_config(cfg) -> "Runtime":
+        def get(key, cls):
+            node = cfg.get(key) if cfg is not None else None
+            if node is None:
+                return cls()
+            return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), node))
+
+        return Runtime(get("ray", RayConf), get("tracking", TrackingConf), get("sweep", SweepConf))

@@ -1,0 +1,221 @@
+"""One sweep, end to end: compose + validate every job, open the MLflow store and the ledger,
+skip what is recorded, run the rest on Ray while recording finished chunks, aggregate."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from omegaconf import OmegaConf
+
+from .compose import ComposeStats, Composer, Job
+from .ledger import DONE, FAILED, Ledger
+from .schema import RUNTIME_KEYS, Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Summary:
+    sweep_id: str = ""
+    jobs: list = field(default_factory=list)
+    job_status: list = field(default_factory=list)  # per job: done / failed / skipped / duplicate
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    wall_s: float = 0.0
+    tracking_uri: str = ""
+    parent_run_id: str = ""
+    table_path: Optional[Path] = None
+    failures: list = field(default_factory=list)  # (overrides, error first line)
+    compose: ComposeStats = field(default_factory=ComposeStats)
+    record_s: float = 0.0  # driver time recording finished chunks (MLflow + ledger)
+    mlflow_s: float = 0.0  # of which in the MLflow store
+    exec_stats: Any = None
+
+
+LAST: Optional[Summary] = None
+
+
+def _absolute_sqlite(uri: str) -> str:
+    """sqlite:///relative.db -> sqlite:////abs/relative.db (the driver's directory, once)."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/") and uri[len(prefix):] != ":memory:":
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
+def _store_key(uri: str, experiment: str) -> str:
+    return f"{experiment}-{hashlib.sha256(uri.encode()).hexdigest()[:12]}"
+
+
+def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str]], initial_job_idx: int = 0,
+              out=sys.stdout) -> Summary:
+    global LAST
+    from tqdm import tqdm
+
+    from . import aggregate
+    from .executor import execute, start_ray
+    from .hashing import sweep_id as make_sweep_id
+    from .paths import default_artifact_root, default_ledger_dir, default_tracking_uri
+    from .tasks import FAIL_ENV
+    from .tracking import Tracker, ui_command
+
+    t0 = time.perf_counter()
+    rt = Runtime.from_config(master_config)
+    # 1. every job composed and validated before anything starts (errors name key and job)
+    composer = Composer(config_loader, master_config)
+    jobs = composer.compose_all(job_overrides, initial_job_idx)
+    S = Summary(jobs=jobs, compose=composer.stats)
+    S.sweep_id = make_sweep_id(j.hash for j in jobs)
+    if rt.sweep.dry_run:
+        print(f"dry run: {len(jobs)} jobs composed and validated ({composer.stats.combos} Hydra compositions, "
+              f"{composer.stats.per_job_ms():.2f} ms/job); sweep id {S.sweep_id}", file=out)
+        S.job_status = ["dry_run"] * len(jobs)
+        LAST = S
+        return S
+    # 2. the MLflow store and experiment, created once by the driver before any worker starts
+    uri = _absolute_sqlite(rt.tracking.uri or default_tracking_uri())
+    S.tracking_uri = uri
+    default_store = not rt.tracking.uri and not os.environ.get("MLFLOW_TRACKING_URI")
+    art_root = rt.tracking.artifact_root or (default_artifact_root() if default_store else None)
+    if art_root and "://" not in art_root and not art_root.startswith("/"):
+        art_root = str(Path(art_root).resolve())
+    tracker = Tracker(uri, rt.tracking.experiment, art_root, rt.tracking.mode)
+    ledger = Ledger(rt.sweep.ledger_dir or default_ledger_dir(), _store_key(uri, rt.tracking.experiment))
+    ledger.compact()
+    latest = ledger.latest()
+
+    # 3. what to run; runs of this sweep's configs not backed by the ledger are discarded
+    seen, to_run, status = set(), [], {}
+    for j in jobs:
+        lr = latest.get(j.hash)
+        if j.hash in seen:
+            status[j.idx] = "duplicate"
+        elif lr and (lr["status"] == DONE or (lr["status"] == FAILED and not rt.sweep.retry_failed)):
+            status[j.idx] = "skipped"
+        else:
+            to_run.append(j)
+        seen.add(j.hash)
+    keep = {h: r["run_id"] for h, r in latest.items() if r["status"] == DONE or not rt.sweep.retry_failed}
+    hashes = {j.hash for j in jobs}
+    stale = [rid for h, runs in tracker.children_by_hash().items() if h in hashes
+             for rid, _st in runs if keep.get(h) != rid]
+    if stale:
+        n = tracker.discard(stale)
+        print(f"discarded {n} run(s) left by an interrupted or failed earlier attempt", file=sys.stderr)
+
+    overrides_str = " | ".join(" ".join(o) for o in job_overrides[:3]) + (" | ..." if len(job_overrides) > 3 else "")
+    task_ovs = list(master_config.hydra.overrides.task) if "hydra" in master_config else []
+    parent = tracker.start_parent(S.sweep_id, rt.sweep.name, {
+        "sweep.name": rt.sweep.name, "sweep.jobs": len(jobs), "sweep.overrides": " ".join(task_ovs) or "(none)",
+        "sweep.sweeper_params": str(OmegaConf.to_container(master_config.hydra.sweeper.params))
+        if "hydra" in master_config and master_config.hydra.sweeper.get("params") else "(none)",
+        "sweep.first_jobs": overrides_str})
+    S.parent_run_id = parent
+
+    # 4. run and record
+    S.skipped = sum(1 for s in status.values() if s in ("skipped", "duplicate"))
+    bar = tqdm(total=len(to_run), unit="run", desc=f"sweep {rt.sweep.name}", file=sys.stderr,
+               disable=not rt.sweep.progress, dynamic_ncols=True)
+    bar.set_postfix(done=0, failed=0, skipped=S.skipped)
+    opts = {"timeseries_steps": rt.tracking.timeseries_steps, "timeseries_metrics": list(rt.tracking.timeseries_metrics),
+            "picture": rt.tracking.picture,
+            "timeseries_artifact": rt.tracking.timeseries_artifact, "fail_if": os.environ.get(FAIL_ENV)}
+    by_hash = {j.hash: j for j in to_run}
+
+    def on_chunk(chunk, results):
+        tr = time.perf_counter()
+        pairs = [(by_hash[r["hash"]], r) for r in results]
+        tm = time.perf_counter()
+        run_ids = tracker.record(parent, S.sweep_id, pairs)
+        S.mlflow_s += time.perf_counter() - tm
+        rows = []
+        for (job, r), rid in zip(pairs, run_ids):
+            ok = r["ok"]
+            rows.append({"hash": job.hash, "status": DONE if ok else FAILED, "error": r.get("error") or "",
+                         "run_id": rid, "sweep_id": S.sweep_id, "params": job.params,
+                         "metrics": r.get("counters", {}), "wall_s": float(r.get("wall_s", 0.0))})
+            if ok:
+                S.done += 1
+            else:
+                S.failed += 1
+                S.failures.append((" ".join(job.overrides), (r.get("error") or "").split("\n")[0]))
+        ledger.append(rows)  # after the store commit: a ledger row always has its run
+        S.record_s += time.perf_counter() - tr
+        bar.update(len(results))
+        bar.set_postfix(done=S.done, failed=S.failed, skipped=S.skipped)
+
+    started = False
+    interrupted = True
+    try:
+        if to_run:
+            started = start_ray(rt.ray)
+            S.exec_stats = execute(to_run, rt.ray, opts, on_chunk, rt.sweep.chunk_size, rt.sweep.max_in_flight)
+        interrupted = False
+    finally:
+        bar.close()
+        if started:
+            import ray
+
+            ray.shutdown()
+        latest = ledger.latest()
+        for j in jobs:
+            if j.idx not in status:
+                lr = latest.get(j.hash)
+                status[j.idx] = (lr["status"] if lr and lr["sweep_id"] == S.sweep_id else "pending") if lr else "pending"
+        S.job_status = [status[j.idx] for j in jobs]
+
+        # 5. aggregate: the sweep table (parquet) and plots, logged on the parent run
+        out_dir = Path(rt.sweep.out_dir or (master_config.hydra.sweep.dir if "hydra" in master_config
+                                            else "multirun/sweep"))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        df = aggregate.sweep_table(jobs, latest)
+        files = []
+        if not df.is_empty():
+            S.table_path = out_dir / "sweep_table.parquet"
+            df.write_parquet(S.table_path)
+            files.append(S.table_path)
+            files += aggregate.plot(df, jobs, out_dir, rt.sweep.plot_x)
+        cfg_path = out_dir / "sweep_config.yaml"
+        cfg_path.write_text(OmegaConf.to_yaml({k: master_config[k] for k in master_config if k != "hydra"}))
+        files.append(cfg_path)
+        n_failed_total = int((df["status"] == FAILED).sum()) if "status" in df.columns else 0
+        tracker.finish_parent(parent, files, {"runs": len(jobs), "runs_done": S.done, "runs_failed": S.failed,
+                                              "runs_skipped": S.skipped, "runs_failed_total": n_failed_total},
+                              failed=S.failed > 0 or interrupted)
+        S.wall_s = time.perf_counter() - t0
+        LAST = S
+        _report(S, df, jobs, rt, out)
+    return S
+
+
+def _report(S: Summary, df, jobs, rt, out) -> None:
+    import polars as pl
+
+    from . import aggregate
+    from .tracking import ui_command
+
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p(f"\nsweep {rt.sweep.name} ({S.sweep_id}): {len(jobs)} configs: {S.done} done, {S.failed} failed, "
+      f"{S.skipped} skipped (already recorded) in {S.wall_s:.1f} s")
+    st = S.compose
+    p(f"composed {st.jobs} jobs in {st.total_s * 1e3:.0f} ms ({st.combos} Hydra compositions, "
+      f"{st.per_job_ms():.2f} ms/job)")
+    if S.table_path:
+        p(f"sweep table: {S.table_path}")
+    p(f"MLflow: {ui_command(S.tracking_uri)}   (experiment '{rt.tracking.experiment}', parent run {S.parent_run_id})")
+    if not df.is_empty():
+        with pl.Config(tbl_rows=rt.sweep.top, tbl_cols=14, fmt_str_lengths=40, tbl_width_chars=200):
+            p(aggregate.top_rows(df, jobs, rt.sweep.top, rt.sweep.sort_by))
+    if S.failures:
+        p(f"\n{S.failed} run(s) FAILED:")
+        for ov, err in S.failures[:20]:
+            p(f"  [{ov}] {err}")
+        if len(S.failures) > 20:
+            p(f"  ... and {len(S.failures) - 20} more (see the ledger / MLflow tag dmfrag.error)")

@@ -1,0 +1,85 @@
+"""The Ray task: run a chunk of configs, one simulation each, and return compact results.
+
+An exception inside one simulation marks that run failed (with its error) and the chunk goes
+on; a task lost with its worker is retried by Ray (`max_retries`, set by the executor).
+"""
+from __future__ import annotations
+
+import io
+import os
+import time
+import traceback
+from typing import Any
+
+FAIL_ENV = "DMFRAG_SWEEP_FAIL_IF"  # test hook, read by the driver: "key=value" -> that run raises
+
+
+def downsample(ts, steps: int, columns=("*",)):
+    n = ts.height
+    if steps <= 0 or n == 0:
+        return {}
+    if "*" not in columns:
+        ts = ts.select(["t_s"] + [c for c in columns if c in ts.columns and c != "t_s"])
+    if n > steps:
+        import numpy as np
+
+        idx = np.unique(np.linspace(0, n - 1, steps).round().astype(int))
+        ts = ts[idx]
+    return {c: ts[c].to_list() for c in ts.columns}
+
+
+def _matches(sc, cond: str) -> bool:
+    from .compose import _get
+
+    key, _, want = cond.partition("=")
+    v = _get(sc, key.strip().split("."))
+    return v is not None and str(v) == want.strip()
+
+
+def run_one(h: str, sc, opts: dict) -> dict[str, Any]:
+    import sim
+
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"hash": h, "ok": False, "error": None, "counters": {}, "series": {},
+                           "ts_parquet": None, "png": None, "wall_s": 0.0, "node": os.uname().nodename}
+    try:
+        fail_if = opts.get("fail_if")
+        if fail_if and _matches(sc, fail_if):
+            raise RuntimeError(f"injected failure ({FAIL_ENV}={fail_if})")
+        res = sim.simulate(sc)
+        out["counters"] = {k: float(v) for k, v in res.counters.items()}
+        out["series"] = downsample(res.timeseries, opts.get("timeseries_steps", 50),
+                                   opts.get("timeseries_metrics", ("*",)))
+        if opts.get("timeseries_artifact", True):
+            buf = io.BytesIO()
+            res.timeseries.write_parquet(buf)
+            out["ts_parquet"] = buf.getvalue()
+        if opts.get("picture", True):
+            from sim.picture import save_png
+
+            buf = io.BytesIO()
+            title = f"{sc.workload.name} / policy {sc.policy.name} / {sc.machine.mem_mib} MiB / seed {sc.seed}"
+            save_png(res.directmap, buf, title)
+            out["png"] = buf.getvalue()
+        out["ok"] = True
+    except Exception as e:  # one run's failure does not stop the chunk
+        out["error"] = f"{type(e).__name__}: {e}\n" + "".join(traceback.format_exc(limit=8))[-4000:]
+    out["wall_s"] = time.perf_counter() - t0
+    return out
+
+
+def run_chunk(items: list[tuple[str, Any]], opts: dict) -> list[dict[str, Any]]:
+    return [run_one(h, sc, opts) for h, sc in items]
+
+
+_remote = None
+
+
+def remote_run_chunk(max_retries: int):
+    """The Ray remote function (created lazily so importing sweeps does not import ray)."""
+    global _remote
+    import ray
+
+    if _remote is None:
+        _remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)(run_chunk)
+    return _remote.options(max_retries=max_retries, retry_exceptions=False)
