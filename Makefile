@@ -28,5 +28,7 @@ sweep: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sim.py
 
+# numba's on-disk cache does not notice edits in other modules of sim/: clear it after editing
 clean:
 	rm -rf outputs multirun .pytest_cache
+	find sim -name '*.nbi' -delete -o -name '*.nbc' -delete

@@ -8,7 +8,7 @@ from .constants import (
     PROT_PRESENT, PROT_RW,
 )
 from .directmap import change_page_attr
-from .jit import njit
+from .jit import njit, njit_inline
 from .page_alloc import ALLOC_WMARK_LOW, ALLOC_WMARK_MIN, __alloc_pages_noreclaim, __free_pages, alloc_failed
 from .policy import NOT_SERVED, policy_alloc, policy_free, policy_reclaim, policy_tick, sync_policy_counters
 from .state import P_CPU, P_WMARK_HIGH
@@ -44,7 +44,7 @@ def apply_alloc_action(s, pfn, n, act):
         set_pages(s, pfn, n, PROT_PKEY, 0)
 
 
-@njit
+@njit_inline
 def apply_free_action(s, pfn, n, act):
     if act == FREE_RESET:  # vm_reset_perms: invalid, flush, then default, page by page
         set_pages(s, pfn, n, 0, PROT_PRESENT | PROT_RW)
@@ -89,7 +89,7 @@ def kswapd_reclaim(s, a_pfn, a_info, c_on_free, rc):
         i += 1
 
 
-@njit
+@njit_inline
 def alloc_with_reclaim(s, order, mt, a_pfn, a_info, c_on_free, rc):
     """__alloc_pages: fast path; below the low watermark wake kswapd (reclaim to high);
     then the min watermark and a per-CPU drain; else count a failure for this order."""
@@ -103,7 +103,7 @@ def alloc_with_reclaim(s, order, mt, a_pfn, a_info, c_on_free, rc):
     return pfn
 
 
-@njit
+@njit_inline
 def free_block(s, pfn, order, free_act):
     """A caller frees a block: back into the policy's cache if it came from there (no
     direct-map change), else the caller's direct-map action, then the policy's free path

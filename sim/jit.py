@@ -6,3 +6,7 @@ plain Python function, so the same code runs uncompiled for debugging.
 import numba
 
 njit = numba.njit(cache=True, nogil=True, _nrt=False)
+
+# hot wrappers on the per-event path: inlined into their callers at numba IR level, so the
+# state's arrays are not passed through a call with a flattened argument list each time
+njit_inline = numba.njit(cache=True, nogil=True, _nrt=False, inline="always")

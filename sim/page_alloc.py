@@ -11,7 +11,7 @@ from .constants import (
     MIGRATE_MOVABLE, MIGRATE_PCPTYPES, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE,
     NR_MIGRATETYPES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_ALLOC, PG_BUDDY, PG_CACHE, PG_PCP,
 )
-from .jit import njit
+from .jit import njit, njit_inline
 from .state import (
     P_NOFRAGMENT, P_NR_PAGES, P_PCP_BATCH, P_PCP_HIGH, P_PCP_ON, P_WMARK_LOW, P_WMARK_MIN,
 )
@@ -36,7 +36,7 @@ def fallback_mt(start_mt, i):
 # --- free lists -------------------------------------------------------------------
 
 
-@njit
+@njit_inline
 def add_to_free_list(s, pfn, order, mt, tail):
     """__add_to_free_list + set_buddy_order."""
     s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ (PG_ALLOC | PG_PCP))) | PG_BUDDY
@@ -63,7 +63,7 @@ def add_to_free_list(s, pfn, order, mt, tail):
     s.ctr[C_NR_FREE] += 1 << order
 
 
-@njit
+@njit_inline
 def del_from_free_list(s, pfn, order, mt):
     """__del_page_from_free_list: unlink and clear PageBuddy."""
     nxt = s.pg_next[pfn]
@@ -90,7 +90,7 @@ def move_to_free_list(s, pfn, order, old_mt, new_mt):
     add_to_free_list(s, pfn, order, new_mt, True)
 
 
-@njit
+@njit_inline
 def page_is_buddy(s, pfn, order):
     """page_is_buddy: the buddy is a free block head of exactly this order."""
     if pfn < 0 or pfn >= s.par[P_NR_PAGES]:
@@ -98,7 +98,7 @@ def page_is_buddy(s, pfn, order):
     return (s.pg_flags[pfn] & (PG_BUDDY | PG_CACHE)) == PG_BUDDY and s.pg_order[pfn] == order
 
 
-@njit
+@njit_inline
 def buddy_merge_likely(s, pfn, buddy_pfn, order):
     """buddy_merge_likely: put the block at the tail if its parent is likely to merge."""
     if order >= MAX_PAGE_ORDER - 1:
@@ -119,7 +119,7 @@ def set_pageblock_range(s, pfn, order, mt):
         s.pb_mt[b] = mt
 
 
-@njit
+@njit_inline
 def __free_one_page(s, pfn, order, mt, to_tail_forced):
     """__free_one_page: merge with free buddies up to MAX_PAGE_ORDER, then add to the
     head of the free list, or to the tail when buddy_merge_likely()."""
@@ -145,7 +145,7 @@ def __free_one_page(s, pfn, order, mt, to_tail_forced):
     return pfn
 
 
-@njit
+@njit_inline
 def expand(s, pfn, low, high, mt):
     """expand: split a block of order `high` down to `low`, returning the upper halves
     to the free lists of `mt` (at the head)."""
@@ -156,7 +156,7 @@ def expand(s, pfn, low, high, mt):
         add_to_free_list(s, pfn + size, high, mt, False)
 
 
-@njit
+@njit_inline
 def __rmqueue_smallest(s, order, mt):
     """__rmqueue_smallest: the smallest free block of this migratetype, split by expand()."""
     for current_order in range(order, MAX_PAGE_ORDER + 1):
@@ -309,7 +309,7 @@ def __rmqueue(s, order, mt, nofragment):
 # --- per-CPU lists (order 0) -----------------------------------------------------
 
 
-@njit
+@njit_inline
 def pcp_add(s, cpu, mt, pfn, tail):
     s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ (PG_ALLOC | PG_BUDDY))) | PG_PCP
     s.pg_order[pfn] = 0
@@ -335,7 +335,7 @@ def pcp_add(s, cpu, mt, pfn, tail):
     s.ctr[C_NR_PCP] += 1
 
 
-@njit
+@njit_inline
 def pcp_del(s, cpu, mt, pfn):
     nxt = s.pg_next[pfn]
     prv = s.pg_prev[pfn]
@@ -397,7 +397,7 @@ def drain_all_pages(s):
 # --- allocation and free entry points ---------------------------------------------
 
 
-@njit
+@njit_inline
 def zone_watermark_ok(s, order, mark):
     """__zone_watermark_ok: enough free pages above the mark, and a block of >= order."""
     free_pages = s.ctr[C_NR_FREE] - ((1 << order) - 1)
@@ -412,7 +412,7 @@ def zone_watermark_ok(s, order, mark):
     return False
 
 
-@njit
+@njit_inline
 def rmqueue(s, order, mt, cpu):
     """rmqueue: per-CPU list for order 0 when enabled, else the zone's free lists
     (with the ALLOC_NOFRAGMENT first pass of get_page_from_freelist)."""
@@ -432,7 +432,7 @@ def rmqueue(s, order, mt, cpu):
     return pfn
 
 
-@njit
+@njit_inline
 def prep_new_page(s, pfn, order, mt):
     s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ (PG_BUDDY | PG_PCP))) | PG_ALLOC
     s.pg_order[pfn] = order
@@ -441,7 +441,7 @@ def prep_new_page(s, pfn, order, mt):
     s.ctr[C_ALLOC_PAGES] += 1 << order
 
 
-@njit
+@njit_inline
 def get_page_from_freelist(s, order, mt, cpu, alloc_flags):
     """get_page_from_freelist for one zone: watermark check, then rmqueue."""
     if alloc_flags != ALLOC_NO_WATERMARKS:
@@ -480,7 +480,7 @@ def __alloc_pages_noreclaim(s, order, mt, cpu, alloc_flags):
     return pfn
 
 
-@njit
+@njit_inline
 def __free_pages(s, pfn, order, cpu):
     """__free_pages: order 0 to the per-CPU list of the page's pageblock migratetype
     (free_unref_page), higher orders straight to the buddy lists (__free_pages_ok)."""

@@ -21,7 +21,7 @@ from .constants import (
     POL_UNMAPPED_CACHE, POLICY_CODES, PROT_PKEY, PROT_PRESENT, PROT_RW, PUD_PAGES,
 )
 from .directmap import change_page_attr, split_large_page_1g, split_large_page_2m
-from .jit import njit
+from .jit import njit, njit_inline
 from .page_alloc import (
     __move_freepages_block, __rmqueue_smallest, add_to_free_list,
     del_from_free_list, expand, prep_new_page, set_pageblock_range, zone_watermark_ok,
@@ -233,7 +233,7 @@ def pte_mapped(s, pfn, order):
     return True
 
 
-@njit
+@njit_inline
 def policy_free(s, pfn, order):
     """Free path: blocks that came from a cache go back into it; with capture on, a
     block whose direct map is already PTE-mapped is taken into the cache. Returns True
@@ -262,7 +262,7 @@ def policy_shrink(s, nr_to_scan):
     return cache_shrink(s, nr_to_scan)
 
 
-@njit
+@njit_inline
 def policy_tick(s, t_us):
     """Shrinker triggers checked on each event: zone free pages below pct% of the high
     watermark, cache free pages above a threshold, or a period of simulated time."""
