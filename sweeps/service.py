@@ -64,7 +64,7 @@ def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str
     from .hashing import sweep_id as make_sweep_id
     from .paths import default_artifact_root, default_ledger_dir, default_tracking_uri
     from .tasks import FAIL_ENV
-    from .tracking import Tracker, ui_command
+    from .tracking import Tracker, redact, ui_command
 
     t0 = time.perf_counter()
     rt = Runtime.from_config(master_config)
@@ -113,7 +113,7 @@ def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str
     overrides_str = " | ".join(" ".join(o) for o in job_overrides[:3]) + (" | ..." if len(job_overrides) > 3 else "")
     task_ovs = list(master_config.hydra.overrides.task) if "hydra" in master_config else []
     parent = tracker.start_parent(S.sweep_id, rt.sweep.name, {
-        "sweep.name": rt.sweep.name, "sweep.jobs": len(jobs), "sweep.overrides": " ".join(task_ovs) or "(none)",
+        "sweep.name": rt.sweep.name, "sweep.jobs": len(jobs), "sweep.overrides": redact(" ".join(task_ovs)) or "(none)",
         "sweep.sweeper_params": str(OmegaConf.to_container(master_config.hydra.sweeper.params))
         if "hydra" in master_config and master_config.hydra.sweeper.get("params") else "(none)",
         "sweep.first_jobs": overrides_str})

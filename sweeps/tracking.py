@@ -84,7 +84,15 @@ def _flat_params(obj: Any, prefix: str, memo: dict) -> list[tuple[str, str]]:
     return out
 
 
+def redact(text: str) -> str:
+    """Drop credentials (scheme://user:password@host) from anything logged or printed."""
+    import re
+
+    return re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@", r"\1***@", text)
+
+
 def ui_command(uri: str) -> str:
+    uri = redact(uri)
     if uri.split(":", 1)[0].split("+")[0] in SQL_SCHEMES:
         return f"mlflow ui --backend-store-uri {uri}"
     return f"open {uri} in a browser (a tracking server)"

@@ -235,3 +235,11 @@ def test_runs_without_ledger_rows_are_discarded_and_redone(tmp_path, ray_address
     assert len(children) == 2 and len({r.data.tags["dmfrag.config_hash"] for r in children}) == 2
     _, every = runs(tmp_path, view_all=True)
     assert sum(r.info.lifecycle_stage == "deleted" for r in every) == 2
+
+
+def test_credentials_are_redacted_from_logged_overrides_and_printed_commands():
+    from sweeps.tracking import redact, ui_command
+
+    text = redact("tracking.uri=http://admin:s3cret@127.0.0.1:5000 b=postgresql+psycopg2://u:pw@h/db")
+    assert "s3cret" not in text and "pw@" not in text and "127.0.0.1:5000" in text
+    assert "s3cret" not in ui_command("http://admin:s3cret@127.0.0.1:5000")
