@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .cache import cache_alloc, cache_capture, cache_free, cache_held_add, cache_shrink
 from .config import PolicyConfig, validate_policy
 from .constants import (
@@ -93,10 +95,8 @@ def policy_params(par, p: PolicyConfig) -> None:
 PACK_KINDS = {"prog_pack": ("bpf",), "execmem_rox": ("bpf", "module", "ftrace", "kprobe")}
 
 
-def served_callers(sc) -> "np.ndarray":
+def served_callers(sc) -> np.ndarray:
     """Per caller (in workload order): 1 if the policy serves its __GFP_UNMAPPED requests."""
-    import numpy as np
-
     kinds = PACK_KINDS.get(sc.policy.name)
     out = [int(c.unmapped and (kinds is None or c.kind in kinds)) for c in sc.workload.callers.values()]
     return np.array(out or [0], np.uint8)

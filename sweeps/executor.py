@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from typing import Any, Optional, Sequence
 
 from omegaconf import OmegaConf
 
-from .compose import ComposeStats, Composer, Job
+from .compose import ComposeStats, Composer
 from .ledger import DONE, FAILED, Ledger
-from .schema import RUNTIME_KEYS, Runtime
+from .schema import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str
     from .hashing import sweep_id as make_sweep_id
     from .paths import default_artifact_root, default_ledger_dir, default_tracking_uri
     from .tasks import FAIL_ENV
-    from .tracking import Tracker, redact, ui_command
+    from .tracking import Tracker, redact
 
     t0 = time.perf_counter()
     rt = Runtime.from_config(master_config)

@@ -50,6 +50,7 @@ def test_unmapped_cache_512_pages_one_block(release):
 def test_none_policy_unmaps_each_page():
     m = fresh(sim.policy("none"))
     pfn = m.alloc_pages(2, "unmovable", unmapped=True)
+    assert all(m.prot[pfn + i] & 1 == 0 for i in range(4))
     c = m.counters()
     assert c["direct_map_np_pages"] == 4 and c["direct_map_level2_splits"] == 1
     assert c["unmapped_cache_blocks"] == 0

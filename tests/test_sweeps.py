@@ -5,7 +5,6 @@ process; the sweeps run as subprocesses that attach to it with `ray.address=`.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
