@@ -10,6 +10,10 @@ PTRS_PER_PTE = 512
 PMD_PAGES = 512  # 4K pages per 2M mapping
 PUD_PAGES = 512 * 512  # 4K pages per 1G mapping
 PAGE_ALLOC_COSTLY_ORDER = 3
+BPF_PROG_CHUNK_SHIFT = 6  # kernel/bpf/core.c: bpf_prog_pack hands out 64-byte chunks
+BPF_PROG_CHUNK_SIZE = 1 << BPF_PROG_CHUNK_SHIFT
+BPF_PROG_PACK_SIZE = 2 << 20  # PMD_SIZE on x86-64
+BPF_PROG_CHUNK_COUNT = BPF_PROG_PACK_SIZE // BPF_PROG_CHUNK_SIZE  # 32768 per pack
 
 # migratetypes (include/linux/mmzone.h order); UNMAPPED is the 2022 RFC's MIGRATE_UNMAPPED
 MIGRATE_UNMOVABLE = 0
@@ -89,5 +93,8 @@ C_CACHE_HELD = 38  # pages held by the policy's cache (free + used)
 C_CACHE_STRANDED = 39  # most free pages left in the cache when reclaim ran (stranded under pressure)
 C_CACHE_CAPTURED = 40  # pages captured into the cache on free (already PTE-mapped)
 C_CACHE_BYPASS = 41  # requests the policy does not serve (e.g. order > 0 for grouped pages)
+C_PACKS = 42  # live bpf_prog_pack packs (2M each)
+C_PACK_CHUNKS = 43  # 64-byte chunks in use in the packs
+C_PACK_LIMIT_FALLBACKS = 44  # BPF images served by today's path because the model's pack slots ran out
 C_ALLOC_FAIL_ORDER = 48  # 11 entries: failures per order
 N_COUNTERS = C_ALLOC_FAIL_ORDER + NR_PAGE_ORDERS

@@ -2,17 +2,21 @@
 direct-map actions, kswapd-like reclaim, and time-series sampling of the counters."""
 import numpy as np
 
+from . import hugemem
 from .constants import (
     C_EVENTS, C_KSWAPD, C_NR_FREE, C_RECLAIM, C_UNMAPPED_ALLOCS,
     MAX_PAGE_ORDER, N_COUNTERS, PAGE_KERNEL, PAGEBLOCK_ORDER, PG_CACHE, PROT_PKEY,
     PROT_PRESENT, PROT_RW,
 )
 from .directmap import change_page_attr
-from .jit import njit, njit_inline
+from .jit import njit, njit_inline, prefetch
 from .page_alloc import ALLOC_WMARK_LOW, ALLOC_WMARK_MIN, __alloc_pages_noreclaim, __free_pages, alloc_failed
-from .policy import NOT_SERVED, policy_alloc, policy_free, policy_reclaim, policy_tick, sync_policy_counters
+from .policy import (
+    NOT_SERVED, SERVED_CHUNKS, policy_alloc, policy_free, policy_reclaim, policy_tick, sync_policy_counters,
+)
+from .prog_pack import PACK_HANDLE_BASE, bpf_prog_pack_alloc, bpf_prog_pack_free
 from .state import P_CPU, P_WMARK_HIGH
-from .workload import AF_ACTION, AF_RECLAIMABLE, AF_UNMAPPED
+from .workload import AF_ACTION, AF_NO_PACK, AF_RECLAIMABLE, AF_UNMAPPED, alloc_chunks
 
 # a_pfn states besides a pfn
 NOT_YET = -3  # allocation event not reached yet
@@ -24,6 +28,13 @@ ACT_NONE, ACT_RO, ACT_NP, ACT_PKS = 0, 1, 2, 3
 FREE_NONE, FREE_RESET, FREE_DEFAULT = 0, 1, 2
 
 N_SAMPLE_COLS = N_COUNTERS + 2  # counters, free 2M blocks, time
+
+# The loop knows its future: a free event's allocation id, and (once its allocation has
+# happened) the pfn it frees.  It prefetches a_pfn[id] PF_FAR events ahead and the page's
+# record PF_NEAR events ahead, so the two random memory accesses of a free overlap with
+# other events' work instead of stalling the loop (the event loop is memory-latency bound).
+PF_FAR = 24
+PF_NEAR = 12
 
 
 @njit
@@ -116,15 +127,23 @@ def free_block(s, pfn, order, free_act):
         __free_pages(s, pfn, order, s.par[P_CPU])
 
 
+@njit_inline
+def policy_or_pack_alloc(s, order, served, info):
+    """The policy's pages, or (a BPF image under a code-pack policy) chunks of a pack."""
+    if served == SERVED_CHUNKS:
+        return bpf_prog_pack_alloc(s, 0 if (info >> 24) & AF_NO_PACK else alloc_chunks(info))
+    return policy_alloc(s, order)
+
+
 @njit
-def alloc_unmapped(s, order, mt, served, a_pfn, a_info, c_on_free, rc):
+def alloc_unmapped(s, order, mt, served, info, a_pfn, a_info, c_on_free, rc):
     """A __GFP_UNMAPPED request: through the policy; on failure reclaim once and retry;
     NOT_SERVED (no policy, size limit, order not served) -> today's path."""
     if served:
-        pfn = policy_alloc(s, order)
+        pfn = policy_or_pack_alloc(s, order, served, info)
         if pfn == -1:
             kswapd_reclaim(s, a_pfn, a_info, c_on_free, rc)
-            pfn = policy_alloc(s, order)
+            pfn = policy_or_pack_alloc(s, order, served, info)
             if pfn == -1:
                 alloc_failed(s, order)
                 return -1, True
@@ -142,6 +161,20 @@ def record_sample(s, samples, k, t):
     samples[k, N_COUNTERS + 1] = np.int64(t * 1e6)  # microseconds
 
 
+@njit_inline
+def prefetch_frees(s, ev_code, a_pfn, e, n_ev):
+    if e + PF_FAR < n_ev:
+        c = ev_code[e + PF_FAR]
+        if c & 1:
+            prefetch(a_pfn, c >> 1)
+    if e + PF_NEAR < n_ev:
+        c = ev_code[e + PF_NEAR]
+        if c & 1:
+            p = a_pfn[c >> 1]
+            if p >= 0:
+                prefetch(s.pg_flags, p)
+
+
 @njit
 def run_events(s, ev_time, ev_code, ev_info, a_info, a_pfn, c_mt, c_on_alloc, c_on_free, c_served,
                rc, samples, sample_dt, start, stop, t_next_sample, n_sampled):
@@ -149,7 +182,9 @@ def run_events(s, ev_time, ev_code, ev_info, a_info, a_pfn, c_mt, c_on_alloc, c_
     so the caller can show progress between chunks."""
     k = n_sampled
     max_k = samples.shape[0]
+    n_ev = ev_code.shape[0]
     for e in range(start, stop):
+        prefetch_frees(s, ev_code, a_pfn, e, n_ev)
         t = ev_time[e]
         while t >= t_next_sample and k < max_k:
             record_sample(s, samples, k, t_next_sample)
@@ -167,20 +202,25 @@ def run_events(s, ev_time, ev_code, ev_info, a_info, a_pfn, c_mt, c_on_alloc, c_
             flags = (info >> 24) & 255
             if flags & AF_UNMAPPED:
                 s.ctr[C_UNMAPPED_ALLOCS] += 1
-                pfn, by_policy = alloc_unmapped(s, order, c_mt[caller], c_served[caller] != 0, a_pfn, a_info,
+                pfn, by_policy = alloc_unmapped(s, order, c_mt[caller], c_served[caller], info, a_pfn, a_info,
                                                 c_on_free, rc)
             else:
                 pfn = alloc_with_reclaim(s, order, c_mt[caller], a_pfn, a_info, c_on_free, rc)
                 by_policy = False
-            if pfn < 0:
+            if PACK_HANDLE_BASE < pfn < 0:
                 a_pfn[aid] = FAILED
                 continue
             a_pfn[aid] = pfn
+            if pfn < 0:
+                continue  # a handle for chunks of a bpf_prog_pack
             if (flags & AF_ACTION) and not by_policy:
                 apply_alloc_action(s, pfn, 1 << order, c_on_alloc[caller])
         else:
             pfn = a_pfn[aid]
             if pfn < 0:
+                if pfn <= PACK_HANDLE_BASE:
+                    bpf_prog_pack_free(s, pfn, alloc_chunks(info))
+                    a_pfn[aid] = GONE
                 continue  # failed, or reclaimed earlier
             free_block(s, pfn, order, c_on_free[caller])
             a_pfn[aid] = GONE
@@ -188,7 +228,7 @@ def run_events(s, ev_time, ev_code, ev_info, a_info, a_pfn, c_mt, c_on_alloc, c_
 
 
 def new_alloc_state(n_allocs: int) -> np.ndarray:
-    return np.full(n_allocs, NOT_YET, np.int32)
+    return hugemem.full(n_allocs, NOT_YET, np.int32)
 
 
 

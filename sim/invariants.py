@@ -9,11 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from .constants import (
-    C_CACHE_FREE, C_CACHE_HELD, C_CACHE_USED, POL_MIGRATETYPE, C_DM_1G, C_DM_2M, C_DM_4K, C_NP_PAGES, C_NR_FREE, C_NR_PCP, C_PT_PAGES, MAP_LEAF,
-    MAP_NONE, NR_MIGRATETYPES, NR_PAGE_ORDERS, PG_ALLOC, PG_BUDDY, PG_CACHE, PG_HOLE,
-    PG_PCP, PG_RESERVED, PMD_PAGES, PROT_PRESENT, PUD_PAGES,
+    C_CACHE_FREE, C_CACHE_HELD, C_CACHE_USED, C_DM_1G, C_DM_2M, C_DM_4K, C_NP_PAGES, C_NR_FREE, C_NR_PCP,
+    C_PACK_CHUNKS, C_PACKS, C_PT_PAGES, MAP_LEAF, MAP_NONE, NR_MIGRATETYPES, NR_PAGE_ORDERS, PAGEBLOCK_ORDER,
+    PG_ALLOC, PG_BUDDY, PG_CACHE, PG_HOLE, PG_PCP, PG_RESERVED, PMD_PAGES, POL_MIGRATETYPE, PROT_PRESENT,
+    PUD_PAGES,
 )
-from .state import P_POLICY
+from .state import P_PACK_COUNT, P_POLICY
 
 
 def _cover(n: int, heads: np.ndarray, orders: np.ndarray) -> np.ndarray:
@@ -73,6 +74,7 @@ def check_state(s) -> list[str]:
     pcp = int(((f & PG_PCP) != 0).sum())
     if pcp != int(s.ctr[C_NR_PCP]) or pcp != int(s.pcp_count.sum()):
         bad.append(f"per-CPU pages {pcp} != counter {int(s.ctr[C_NR_PCP])} / {int(s.pcp_count.sum())}")
+    bad += check_packs(s)
     # direct map
     in1g = np.repeat(s.pud_map == MAP_LEAF, 512)
     nr1g = int((s.pud_map == MAP_LEAF).sum())
@@ -100,4 +102,23 @@ def check_state(s) -> list[str]:
         p = s.prot.reshape(-1, PUD_PAGES)[leaf1g]
         if (p != p[:, :1]).any():
             bad.append("a 1G leaf has pages with different protections")
+    return bad
+
+
+def check_packs(s) -> list[str]:
+    """bpf_prog_pack: each live pack's bitmap popcount equals its use count, the counters
+    equal the recount, and every live pack is an allocated 2M block of the policy's cache."""
+    bad = []
+    live = s.pack_list[:int(s.par[P_PACK_COUNT])]
+    bits = np.unpackbits(s.pack_bits.view(np.uint8), axis=1).sum(axis=1)
+    if (bits != s.pack_used).any():
+        bad.append("a pack's bitmap disagrees with its chunks in use")
+    if int(s.pack_used[live].sum()) != int(s.ctr[C_PACK_CHUNKS]) or len(live) != int(s.ctr[C_PACKS]):
+        bad.append(f"bpf_prog_pack counters {int(s.ctr[C_PACKS])} packs / {int(s.ctr[C_PACK_CHUNKS])} chunks "
+                   f"!= recount {len(live)} / {int(s.pack_used[live].sum())}")
+    if (s.pack_pfn >= 0).sum() != len(live) or (s.pack_pfn[live] < 0).any():
+        bad.append("pack slots and pack_list disagree")
+    for pfn in s.pack_pfn[live]:
+        if (s.pg_flags[pfn] & (PG_ALLOC | PG_CACHE)) != (PG_ALLOC | PG_CACHE) or s.pg_order[pfn] != PAGEBLOCK_ORDER:
+            bad.append(f"pack at pfn {int(pfn)} is not an allocated 2M block of the cache")
     return bad

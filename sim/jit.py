@@ -10,3 +10,37 @@ njit = numba.njit(cache=True, nogil=True, _nrt=False)
 # hot wrappers on the per-event path: inlined into their callers at numba IR level, so the
 # state's arrays are not passed through a call with a flattened argument list each time
 njit_inline = numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
+
+
+def _prefetch_intrinsic():
+    """prefetch(arr, i): a hint that arr[i] is needed soon (llvm.prefetch, read, keep in
+    all cache levels). The event loop knows its future frees, so it issues these a few
+    events ahead and the random accesses of many events overlap instead of queueing."""
+    from llvmlite import ir
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def prefetch(typingctx, arr, idx):
+        def codegen(context, builder, sig, args):
+            aryty = sig.args[0]
+            ary = context.make_array(aryty)(context, builder, args[0])
+            i = context.cast(builder, args[1], sig.args[1], types.intp)
+            ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [i], wraparound=False)
+            i32 = ir.IntType(32)
+            ptr = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+            fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+            builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+            return context.get_dummy_value()
+
+        return types.void(arr, idx), codegen
+
+    return prefetch
+
+
+if numba.config.DISABLE_JIT:
+    def prefetch(arr, i):  # noqa: ARG001 - plain Python: nothing to prefetch
+        return None
+else:
+    prefetch = _prefetch_intrinsic()

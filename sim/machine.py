@@ -13,7 +13,7 @@ import numpy as np
 from .boot import boot
 from .config import MachineConfig, PolicyConfig, validate_policy
 from .constants import (
-    MAX_PAGE_ORDER, MIGRATETYPE_NAMES, MIGRATETYPES, MIGRATE_PCPTYPES, NR_PAGE_ORDERS,
+    BPF_PROG_CHUNK_SIZE, BPF_PROG_PACK_SIZE, MAX_PAGE_ORDER, MIGRATETYPE_NAMES, MIGRATETYPES, MIGRATE_PCPTYPES, NR_PAGE_ORDERS,
     PAGE_KERNEL, PG_ALLOC, PROT_NX, PROT_PKEY, PROT_PRESENT, PROT_RW,
 )
 from .directmap import change_page_attr, mapping_level
@@ -21,7 +21,8 @@ from .engine import free_2m_blocks
 from .metrics import counters
 from .page_alloc import ALLOC_WMARK_LOW, alloc_failed, alloc_pages_noreclaim, drain_all_pages, free_pages
 from .policy import NOT_SERVED, policy_alloc, policy_free, policy_params, policy_shrink
-from .state import P_CPU
+from .prog_pack import PACK_HANDLE_BASE, bpf_prog_pack_alloc, bpf_prog_pack_free, pack_state
+from .state import P_CPU, P_PACK_COUNT
 
 
 def _migratetype(name: str) -> int:
@@ -36,7 +37,7 @@ class Machine:
     def __init__(self, config: MachineConfig | None = None, policy: PolicyConfig | None = None):
         self.config = config or MachineConfig()
         self.policy = validate_policy(policy or PolicyConfig())
-        self.state = boot(self.config)
+        self.state = pack_state(boot(self.config), self.policy.name)
         policy_params(self.state.par, self.policy)
         self.cpu = 0
 
@@ -78,6 +79,36 @@ class Machine:
         """Run the policy's shrinker; returns the pages released to the page allocator."""
         self.state.par[P_CPU] = self.cpu
         return int(policy_shrink(self.state, int(nr_to_scan or 0)))
+
+    # --- bpf_prog_pack (code-pack policies) -----------------------------------------
+    def _pack_chunks(self, size: int) -> int:
+        if self.policy.name not in ("prog_pack", "execmem_rox"):
+            raise ValueError(f"bpf_prog_pack needs policy prog_pack or execmem_rox, not {self.policy.name!r}")
+        if not 1 <= int(size) <= BPF_PROG_PACK_SIZE:
+            raise ValueError(f"size {size}: allowed 1..{BPF_PROG_PACK_SIZE} bytes (larger images take whole pages)")
+        return -(-int(size) // BPF_PROG_CHUNK_SIZE)
+
+    def bpf_prog_pack_alloc(self, size: int):
+        """bpf_prog_pack_alloc(size): a handle for the image's chunks, or None (no memory)."""
+        nbits = self._pack_chunks(size)
+        self.state.par[P_CPU] = self.cpu
+        h = int(bpf_prog_pack_alloc(self.state, nbits))
+        if h == NOT_SERVED:
+            raise RuntimeError("no new pack: the policy's max_blocks or the model's pack slots are used up")
+        return h if h <= PACK_HANDLE_BASE else None
+
+    def bpf_prog_pack_free(self, handle: int, size: int) -> None:
+        """bpf_prog_pack_free(ptr, size): an empty pack is freed (module_memfree / execmem_free)."""
+        nbits = self._pack_chunks(size)
+        if int(handle) > PACK_HANDLE_BASE:
+            raise ValueError(f"{handle} is not a bpf_prog_pack handle")
+        self.state.par[P_CPU] = self.cpu
+        bpf_prog_pack_free(self.state, int(handle), nbits)
+
+    def bpf_prog_packs(self) -> list[tuple[int, int]]:
+        """Live packs in list order: (first pfn, 64-byte chunks in use)."""
+        s = self.state
+        return [(int(s.pack_pfn[k]), int(s.pack_used[k])) for k in s.pack_list[:int(s.par[P_PACK_COUNT])]]
 
     def drain_all_pages(self) -> None:
         """drain_all_pages: empty the per-CPU lists into the buddy free lists."""

@@ -7,6 +7,7 @@ import numpy as np
 from .constants import (
     C_ALLOC_FAIL, C_ALLOC_FAIL_ORDER, C_ALLOC_PAGES, C_ALLOCS, C_CACHE_BLOCKS, C_CACHE_BYPASS,
     C_CACHE_CAPTURED, C_CACHE_FREE, C_CACHE_HELD, C_CACHE_STRANDED,
+    C_PACK_CHUNKS, C_PACK_LIMIT_FALLBACKS, C_PACKS,
     C_CACHE_HITS, C_CACHE_LIMIT_FALLBACKS, C_CACHE_MISSES, C_CACHE_PEAK, C_CACHE_REFILL_2M,
     C_CACHE_REFILL_LOW, C_CACHE_RELEASED, C_CACHE_USED, C_CLAIM, C_CPA, C_DM_1G, C_DM_2M,
     C_DM_4K, C_EVENTS, C_FREE_PAGES, C_FREES, C_KSWAPD, C_L2_COLLAPSES, C_L2_SPLITS,
@@ -62,6 +63,9 @@ COUNTER_NAMES = [
     ("unmapped_cache_stranded_pages", C_CACHE_STRANDED, 1),
     ("unmapped_cache_captured_pages", C_CACHE_CAPTURED, 1),
     ("unmapped_cache_bypass", C_CACHE_BYPASS, 1),
+    ("bpf_prog_packs", C_PACKS, 1),
+    ("bpf_prog_pack_chunks", C_PACK_CHUNKS, 1),
+    ("bpf_prog_pack_limit_fallbacks", C_PACK_LIMIT_FALLBACKS, 1),
     ("events", C_EVENTS, 1),
 ] + [(f"alloc_fail_order_{k}", C_ALLOC_FAIL_ORDER + k, 1) for k in range(NR_PAGE_ORDERS)]
 

@@ -36,6 +36,7 @@ from .state import (
 )
 
 NOT_SERVED = -2  # the policy does not serve this request: today's behaviour
+SERVED_PAGES, SERVED_CHUNKS = 1, 2  # served_callers(): pages from the policy, or bpf_prog_pack chunks
 
 
 def policy_config(name: str = "none", **knobs) -> PolicyConfig:
@@ -91,14 +92,17 @@ def policy_params(par, p: PolicyConfig) -> None:
     par[P_SHRINK_ON_RECLAIM] = int(p.shrink_on_reclaim)
 
 
-# the code packs serve only code allocations
+# the code packs serve only code allocations; BPF images are packed in 64-byte chunks
 PACK_KINDS = {"prog_pack": ("bpf",), "execmem_rox": ("bpf", "module", "ftrace", "kprobe")}
 
 
 def served_callers(sc) -> np.ndarray:
-    """Per caller (in workload order): 1 if the policy serves its __GFP_UNMAPPED requests."""
+    """Per caller (in workload order): whether the policy serves its __GFP_UNMAPPED
+    requests (0), with pages (SERVED_PAGES) or with bpf_prog_pack chunks (SERVED_CHUNKS)."""
     kinds = PACK_KINDS.get(sc.policy.name)
-    out = [int(c.unmapped and (kinds is None or c.kind in kinds)) for c in sc.workload.callers.values()]
+    out = [0 if not (c.unmapped and (kinds is None or c.kind in kinds))
+           else SERVED_CHUNKS if kinds is not None and c.kind == "bpf" else SERVED_PAGES
+           for c in sc.workload.callers.values()]
     return np.array(out or [0], np.uint8)
 
 

@@ -15,6 +15,7 @@ from .hydra_conf import to_sim_config
 from .metrics import COUNTER_NAMES, counters, pageblock_pollution
 from .picture import region_codes
 from .policy import policy_params, served_callers
+from .prog_pack import pack_state
 from .result import SimResult
 from .state import P_MANAGED
 from .workload import generate
@@ -47,6 +48,7 @@ def simulate(cfg, progress: Optional[Callable[[int, int], None]] = None) -> SimR
     t0 = time.perf_counter()
     s = boot(sc.machine)
     policy_params(s.par, sc.policy)
+    s = pack_state(s, sc.policy.name)
     es = generate(sc.workload, int(s.par[P_MANAGED]), sc.machine.cpus, sc.seed)
     c_served = served_callers(sc)
     a_pfn = new_alloc_state(es.n_allocs)

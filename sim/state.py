@@ -11,6 +11,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from . import hugemem
 from .constants import (
     C_DM_1G, C_DM_2M, C_DM_4K, MAP_LEAF, MAP_NONE, MAP_TABLE, MIGRATE_PCPTYPES,
     MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, N_COUNTERS, NR_MIGRATETYPES, NR_PAGE_ORDERS,
@@ -51,7 +52,14 @@ P_SHRINK_KEEP = 30  # free cached pages the shrinker keeps (low threshold)
 P_SHRINK_BATCH = 31  # pages released per run at most (0: no limit)
 P_SHRINK_NEXT_US = 32  # next periodic run (state)
 P_SHRINK_ON_RECLAIM = 33  # reclaim runs the shrinker
+P_PACK_COUNT = 34  # live packs on pack_list (prog_pack.py)
 N_PAR = 40
+
+# One 12-byte record per 4K page (struct page's fields the model needs).  The State holds
+# one strided view per field, so the code reads s.pg_flags[pfn] as before, but all of a
+# page's fields share a cache line: a random page costs one cache miss, not six.
+PAGE_RECORD = np.dtype([("next", np.int32), ("prev", np.int32), ("order", np.int8),
+                        ("flags", np.uint8), ("mt", np.uint8), ("prot", np.uint8)])
 
 MAP_TABLE_BOOT = 3  # a 2M region mapped with 4K PTEs at boot on purpose (_PAGE_KERNEL_4K): never collapsed
 
@@ -71,6 +79,8 @@ State = namedtuple(
         "pcp_count",  # int64 [cpu]
         "cache_head", "cache_tail",  # int32 [order 0..9]: the policy cache's free lists
         "cache_nr",  # int64 [order]: blocks on each cache free list
+        "pack_pfn", "pack_list", "pack_used",  # int32 [pack slot]: bpf_prog_pack (prog_pack.py)
+        "pack_bits",  # uint64 [pack slot, 512]: each pack's chunk bitmap
         "ctr",  # int64 counters (constants.C_*)
         "par",  # int64 parameters (P_*)
     ],
@@ -107,13 +117,16 @@ def watermarks(managed_pages: int, min_free_kbytes: int = 0, watermark_scale_fac
 def new_state(nr_pages_span: int, ncpus: int) -> State:
     n = nr_pages_span
     assert n % PUD_PAGES == 0
+    pages = hugemem.zeros(n, PAGE_RECORD)
+    pages["next"] = -1
+    pages["prev"] = -1
     return State(
-        pg_next=np.full(n, -1, np.int32),
-        pg_prev=np.full(n, -1, np.int32),
-        pg_order=np.zeros(n, np.int8),
-        pg_flags=np.zeros(n, np.uint8),
-        pg_mt=np.zeros(n, np.uint8),
-        prot=np.zeros(n, np.uint8),
+        pg_next=pages["next"],
+        pg_prev=pages["prev"],
+        pg_order=pages["order"],
+        pg_flags=pages["flags"],
+        pg_mt=pages["mt"],
+        prot=pages["prot"],
         pb_mt=np.full(n // PAGEBLOCK_NR_PAGES, MIGRATE_MOVABLE, np.uint8),
         pmd_map=np.zeros(n // PMD_PAGES, np.uint8),
         pud_map=np.zeros(n // PUD_PAGES, np.uint8),
@@ -128,6 +141,10 @@ def new_state(nr_pages_span: int, ncpus: int) -> State:
         cache_head=np.full(PAGEBLOCK_ORDER + 1, -1, np.int32),
         cache_tail=np.full(PAGEBLOCK_ORDER + 1, -1, np.int32),
         cache_nr=np.zeros(PAGEBLOCK_ORDER + 1, np.int64),
+        pack_pfn=np.full(1, -1, np.int32),  # one unused slot; prog_pack.pack_state sizes them
+        pack_list=np.zeros(1, np.int32),
+        pack_used=np.zeros(1, np.int32),
+        pack_bits=np.zeros((1, 512), np.uint64),
         ctr=np.zeros(N_COUNTERS, np.int64),
         par=np.zeros(N_PAR, np.int64),
     )

@@ -8,7 +8,8 @@ of `target_utilisation` x managed pages before t = 0 (the fill phase, at t in [-
 and keep it in steady state (arrival rate = population / mean lifetime).
 
 The result is a table of allocations sorted by allocation time and an event list of
-(time, code) sorted by time, code = 2 * allocation id (+1 for the free).
+(time, code) sorted by time, code = 2 * allocation id (+1 for the free).  Everything is
+sorted per object (an object's allocations share their times) and expanded at the end.
 """
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import CallerConfig, Dist, WorkloadConfig
-from .constants import MIGRATETYPES, PAGE_SIZE
+from .constants import BPF_PROG_CHUNK_SIZE, BPF_PROG_PACK_SIZE, MIGRATETYPES, PAGE_SIZE
+from .jit import njit, prefetch
+
+PF_AHEAD = 16  # frees whose a_info is prefetched ahead in expand_events
 
 ON_ALLOC_CODES = {"none": 0, "ro": 1, "np": 2, "pks": 3}
 ON_FREE_CODES = {"none": 0, "reset": 1, "default": 2}
@@ -27,12 +31,25 @@ ON_FREE_CODES = {"none": 0, "reset": 1, "default": 2}
 AF_ACTION = 1  # apply the caller's on_alloc action to this allocation
 AF_RECLAIMABLE = 2  # kswapd may free it early
 AF_UNMAPPED = 4  # __GFP_UNMAPPED user: allocated through the policy
+AF_NO_PACK = 8  # part of a code image larger than a bpf_prog_pack: whole pages
+FLAGS_SHIFT = 24  # where a_flags sit in pack_info()
+CHUNKS_SHIFT = 32  # where the 64-byte chunk count sits (0: the whole allocation)
+CHUNKS_MASK = 0xFFFF
 
 
-def pack_info(order, caller, cpu, flags):
-    """One int64 per allocation: order (4 bits) | caller (8) | cpu (12) | flags (8)."""
+def pack_info(order, caller, cpu, flags, chunks=0):
+    """One int64 per allocation: order (4 bits) | caller (8) | cpu (12) | flags (8) |
+    chunks (16): the bytes of a code image this allocation holds, in 64-byte
+    bpf_prog_pack chunks, when less than the whole allocation."""
     return (order.astype(np.int64) | (caller.astype(np.int64) << 4) | (cpu.astype(np.int64) << 12)
-            | (flags.astype(np.int64) << 24))
+            | (np.asarray(flags).astype(np.int64) << FLAGS_SHIFT) | (np.asarray(chunks).astype(np.int64) << CHUNKS_SHIFT))
+
+
+@njit
+def alloc_chunks(info):
+    """64-byte chunks an allocation's image needs (bpf_prog_pack_alloc's nbits)."""
+    c = (info >> CHUNKS_SHIFT) & CHUNKS_MASK
+    return c if c else 64 << (info & 15)
 
 
 @dataclass
@@ -92,17 +109,28 @@ def dist_mean(d: Dist) -> float:
     }[d.dist]()
 
 
-def _objects(c: CallerConfig, rng: np.random.Generator, n: int):
-    """Draw n objects: (order, allocations per object)."""
+def _objects(c: CallerConfig, rng: np.random.Generator, n: int, with_size: bool = False):
+    """Draw n objects: (order, allocations per object[, size in bytes or -1])."""
     w = np.asarray(c.order_mix, dtype=np.float64)
     orders = np.flatnonzero(w > 0)
     order = rng.choice(orders, size=n, p=w[orders] / w.sum()) if orders.size > 1 else np.full(n, orders[0])
     if c.size_bytes is not None:
-        size = np.maximum(draw(c.size_bytes, rng, n), 1.0)
-        nallocs = np.ceil(size / (PAGE_SIZE << order)).astype(np.int64)
+        size = np.ceil(np.maximum(draw(c.size_bytes, rng, n), 1.0)).astype(np.int64)
+        nallocs = -(-size // (PAGE_SIZE << order))
     else:
+        size = np.full(n, -1, np.int64)
         nallocs = np.maximum(np.rint(draw(c.allocs, rng, n)), 1).astype(np.int64)
-    return order, nallocs
+    return (order, nallocs, size) if with_size else (order, nallocs)
+
+
+def image_chunks(order: np.ndarray, nallocs: np.ndarray, size: np.ndarray):
+    """Per object: chunks of its last allocation when the image ends inside it (else 0),
+    and whether the image is too large for a pack (bpf_prog_pack_alloc: > 2M)."""
+    unit = PAGE_SIZE << order
+    tail_bytes = np.where(size > 0, size - (nallocs - 1) * unit, unit)
+    tail = -(-tail_bytes // BPF_PROG_CHUNK_SIZE)
+    tail = np.where(tail < (unit >> 6), tail, 0)
+    return tail, np.where(size > 0, size, unit) > BPF_PROG_PACK_SIZE
 
 
 def _background_population(c: CallerConfig, rng, target_pages: int):
@@ -123,11 +151,52 @@ def _background_population(c: CallerConfig, rng, target_pages: int):
     return np.concatenate(orders), np.concatenate(counts)
 
 
+def ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The concatenation of arange(start, start + count) for each pair."""
+    total = int(counts.sum())
+    return np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(total, dtype=np.int64)
+
+
+def sorted_uniform(rng: np.random.Generator, n: int, low: float, high: float) -> np.ndarray:
+    """n uniform draws on [low, high) already in ascending order, in O(n): the order
+    statistics of n uniforms are the normalised partial sums of n + 1 exponentials."""
+    s = np.cumsum(rng.exponential(1.0, n + 1))
+    return low + (high - low) * (s[:n] / s[n])
+
+
+@njit
+def expand_events(t_obj, n_obj, first_obj, t_fr, n_fr, first_fr, a_info, ev_time, ev_code, ev_info):
+    """Merge the objects' allocs (sorted by time) with the freed objects' frees (sorted by
+    free time; *_fr are gathered in that order so both streams are read sequentially) and
+    write one event per allocation. A free sorts after an alloc at the same time; it never
+    ties with its own alloc since lifetimes are > 0."""
+    e = 0
+    i = 0
+    j = 0
+    n_alloc_obj, n_free_obj = t_obj.shape[0], t_fr.shape[0]
+    while i < n_alloc_obj or j < n_free_obj:
+        if j < n_free_obj and (i >= n_alloc_obj or t_fr[j] < t_obj[i]):
+            t, a, n, is_free = t_fr[j], first_fr[j], n_fr[j], 1
+            if j + PF_AHEAD < n_free_obj:
+                prefetch(a_info, first_fr[j + PF_AHEAD])  # the frees' a_info reads are random
+            j += 1
+        else:
+            t, a, n, is_free = t_obj[i], first_obj[i], n_obj[i], 0
+            i += 1
+        for k in range(n):
+            ev_time[e] = t
+            ev_code[e] = 2 * (a + k) + is_free
+            ev_info[e] = a_info[a + k]
+            e += 1
+
+
 def generate(wl: WorkloadConfig, managed_pages: int, ncpus: int, seed: int) -> EventStream:
     rng = np.random.default_rng(seed)
     duration = float(wl.duration_s)
     names = list(wl.callers)
-    cols = {k: [] for k in ("t", "life", "order", "n", "caller", "cpu", "act")}
+    c_mt = np.array([MIGRATETYPES[wl.callers[n].migratetype] for n in names] or [0], np.uint8)
+    act_frac = np.array([wl.callers[n].on_alloc_fraction for n in names] or [0.0])
+    cols = {k: [np.zeros(0, dt)] for k, dt in (("t", float), ("t_free", float), ("n", np.int64), ("info", np.int64))}
 
     for ci, name in enumerate(names):
         c = wl.callers[name]
@@ -136,62 +205,53 @@ def generate(wl: WorkloadConfig, managed_pages: int, ncpus: int, seed: int) -> E
             target = int(c.share * wl.target_utilisation * managed_pages)
             o0, k0 = _background_population(c, crng, target)
             n0 = o0.size
+            b0 = np.full(n0, -1, np.int64)
             mean_life = dist_mean(c.lifetime_s)
             rate = n0 / mean_life if math.isfinite(mean_life) and mean_life > 0 else 0.0
         else:
             n0 = int(c.initial)
-            o0, k0 = _objects(c, crng, n0)
+            o0, k0, b0 = _objects(c, crng, n0, with_size=True)
             rate = float(c.rate_per_s)
         n1 = int(crng.poisson(rate * duration)) if rate > 0 and duration > 0 else 0
-        o1, k1 = _objects(c, crng, n1)
+        o1, k1, b1 = _objects(c, crng, n1, with_size=True)
         if c.at_s is not None and not c.background:
             t0 = np.full(n0, float(c.at_s))  # a one-shot event
         else:
-            t0 = -1.0 + crng.random(n0)  # fill phase; shuffled across callers by the sort below
-        t1 = np.sort(crng.random(n1) * duration)
-        order = np.concatenate((o0, o1))
-        nalloc = np.concatenate((k0, k1))
-        cols["t"].append(np.concatenate((t0, t1)))
-        cols["life"].append(draw(c.lifetime_s, crng, n0 + n1))
-        cols["order"].append(order)
+            t0 = sorted_uniform(crng, n0, -1.0, 0.0)  # fill phase, interleaved with the other callers below
+        t = np.concatenate((t0, sorted_uniform(crng, n1, 0.0, duration)))
+        flags = (AF_RECLAIMABLE if c.reclaimable else 0) | (AF_UNMAPPED if c.unmapped else 0)
+        order, nalloc = np.concatenate((o0, o1)), np.concatenate((k0, k1))
+        tail, no_pack = (0, 0) if c.background else image_chunks(order, nalloc, np.concatenate((b0, b1)))
+        cols["t"].append(t)
+        cols["t_free"].append(t + np.maximum(draw(c.lifetime_s, crng, t.size), 1e-9))
         cols["n"].append(nalloc)
-        cols["caller"].append(np.full(n0 + n1, ci, np.int64))
-        cols["cpu"].append(crng.integers(0, ncpus, n0 + n1))
-        cols["act"].append(np.full(n0 + n1, c.on_alloc_fraction))
+        cols["info"].append(pack_info(order, np.full(t.size, ci), crng.integers(0, ncpus, t.size),
+                                      flags | np.where(no_pack, AF_NO_PACK, 0), tail))
 
-    if names and sum(a.size for a in cols["t"]):
-        obj = {k: np.concatenate(v) for k, v in cols.items()}
-    else:
-        obj = {k: np.zeros(0) for k in cols}
-    # objects -> allocations (np.repeat by allocations per object)
-    nalloc = obj["n"].astype(np.int64)
-    rep = lambda a: np.repeat(a, nalloc)  # noqa: E731
-    t_alloc = rep(obj["t"]).astype(np.float64)
-    t_free = t_alloc + np.maximum(rep(obj["life"]), 1e-9)
-    caller = rep(obj["caller"]).astype(np.int64)
-    order = rep(obj["order"]).astype(np.int8)
-    cpu = rep(obj["cpu"]).astype(np.int16)
-    act = rng.random(t_alloc.size) < rep(obj["act"])
+    # objects in time order: each caller's objects are sorted already, so the stable
+    # (run-merging) sort costs O(n log callers)
+    t_obj = np.concatenate(cols["t"])
+    by_time = np.argsort(t_obj, kind="stable")
+    t_obj, t_free, n_per_obj, o_info = (t_obj[by_time], *(np.concatenate(cols[k])[by_time] for k in ("t_free", "n", "info")))
+    first_alloc = np.cumsum(n_per_obj) - n_per_obj  # an object's allocations get consecutive ids
 
-    # allocation ids in time order (stable: an object's allocations stay together)
-    idx = np.argsort(t_alloc)  # ties: one object's allocations; any fixed order is fine
-    t_alloc, t_free, caller, order, cpu, act = (a[idx] for a in (t_alloc, t_free, caller, order, cpu, act))
-
-    c_mt = np.array([MIGRATETYPES[wl.callers[n].migratetype] for n in names] or [0], np.uint8)
-    flags_of = np.array([(AF_RECLAIMABLE if wl.callers[n].reclaimable else 0)
-                         | (AF_UNMAPPED if wl.callers[n].unmapped else 0) for n in names] or [0], np.uint8)
-    a_flags = flags_of[caller] | np.where(act, AF_ACTION, 0).astype(np.uint8) if caller.size \
-        else np.zeros(0, np.uint8)
-    a_info = pack_info(order, caller, cpu, a_flags)
-
-    ids = np.arange(t_alloc.size, dtype=np.int64)
-    freed = t_free < duration
-    ev_time = np.concatenate((t_alloc, t_free[freed]))
-    ev_code = np.concatenate((ids * 2, ids[freed] * 2 + 1))
-    order_ev = np.argsort(ev_time)  # a free never ties with its own allocation (lifetime > 0)
-    ev_code = ev_code[order_ev]
+    # allocations, ids in time order (kswapd frees the oldest first = id order); each gets
+    # its caller's on_alloc action with probability on_alloc_fraction
+    a_info = np.repeat(o_info, n_per_obj)
+    # a partial last allocation's chunk count: clear it from the object's other allocations
+    split = np.flatnonzero((((o_info >> CHUNKS_SHIFT) & CHUNKS_MASK) != 0) & (n_per_obj > 1))
+    a_info[ranges(first_alloc[split], n_per_obj[split] - 1)] &= ~(CHUNKS_MASK << CHUNKS_SHIFT)
+    act = rng.random(a_info.size) < act_frac[(a_info >> 4) & 255]
+    a_info[act] |= AF_ACTION << FLAGS_SHIFT
+    freed = np.flatnonzero(t_free < duration)
+    freed = freed[np.argsort(t_free[freed])]
+    n_fr = n_per_obj[freed]
+    n_ev = a_info.size + int(n_fr.sum())
+    ev_time, ev_code, ev_info = np.empty(n_ev), np.empty(n_ev, np.int64), np.empty(n_ev, np.int64)
+    expand_events(t_obj, n_per_obj, first_alloc, t_free[freed], n_fr, first_alloc[freed], a_info,
+                  ev_time, ev_code, ev_info)
     return EventStream(
-        a_info=a_info, ev_time=ev_time[order_ev], ev_code=ev_code, ev_info=a_info[ev_code >> 1],
+        a_info=a_info, ev_time=ev_time, ev_code=ev_code, ev_info=ev_info,
         caller_names=names, c_mt=c_mt,
         c_on_alloc=np.array([ON_ALLOC_CODES[wl.callers[n].on_alloc] for n in names] or [0], np.uint8),
         c_on_free=np.array([ON_FREE_CODES[wl.callers[n].on_free] for n in names] or [0], np.uint8),

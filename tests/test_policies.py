@@ -155,6 +155,57 @@ def test_execmem_rox_restores_large_pages():
     assert m.check() == []
 
 
+def test_bpf_prog_pack_packs_images_in_64_byte_chunks():
+    m = fresh(sim.policy("prog_pack"), direct_gbpages=False)
+    hs = [m.bpf_prog_pack_alloc(500) for _ in range(64)]  # 8 chunks each (round_up(500, 64) / 64)
+    c = m.counters()
+    assert m.bpf_prog_packs() == [(m.bpf_prog_packs()[0][0], 512)]  # one pack, 512 chunks in use
+    assert c["unmapped_cache_refills_2m"] == 1 and c["bpf_prog_packs"] == 1 and c["bpf_prog_pack_chunks"] == 512
+    assert c["direct_map_level2_splits"] == 0 and c["direct_map_ro_pages"] == 512  # the pack is RO in place
+    # first fit (bitmap_find_next_zero_area from bit 0): a freed hole is reused by an image
+    # that fits in it, and skipped by one that does not
+    m.bpf_prog_pack_free(hs[0], 500)
+    assert m.bpf_prog_pack_alloc(512) == hs[0]  # 8 chunks: back into the hole at chunk 0
+    m.bpf_prog_pack_free(hs[1], 500)
+    h9 = m.bpf_prog_pack_alloc(513)  # 9 chunks: after the last image
+    assert h9 == hs[-1] - 8
+    assert m.check() == []
+
+
+@pytest.mark.parametrize("policy,l2_splits", [("prog_pack", 1), ("execmem_rox", 0)])
+def test_bpf_prog_pack_full_pack_opens_a_new_one_and_empty_pack_is_freed(policy, l2_splits):
+    m = fresh(sim.policy(policy), direct_gbpages=False)
+    first = [m.bpf_prog_pack_alloc(4096) for _ in range(512)]  # 512 x 64 chunks = one whole pack
+    assert len(m.bpf_prog_packs()) == 1
+    second = m.bpf_prog_pack_alloc(1)
+    assert [used for _, used in m.bpf_prog_packs()] == [32768, 1]
+    for h in first:
+        m.bpf_prog_pack_free(h, 4096)
+    c = m.counters()  # the empty pack is freed: prog_pack through vm_reset_perms (splits), execmem in place
+    assert c["bpf_prog_packs"] == 1 and c["direct_map_level2_splits"] == l2_splits
+    assert c["unmapped_cache_released_pages"] == 512
+    m.bpf_prog_pack_free(second, 1)
+    assert m.bpf_prog_packs() == [] and m.check() == []
+    with pytest.raises(ValueError, match="allowed 1..2097152"):
+        m.bpf_prog_pack_alloc((2 << 20) + 1)
+    with pytest.raises(ValueError, match="prog_pack or execmem_rox"):
+        fresh(sim.policy("none")).bpf_prog_pack_alloc(100)
+
+
+def test_bpf_images_share_packs_in_a_simulation():
+    """BPF images with a forever lifetime: the packs hold them at chunk granularity, so the
+    number of packs is the chunks in use over 32768, rounded up (first fit, no frees)."""
+    cfg = sim.load_config(["machine=small", "workload=idle", "workload.duration_s=30", "policy=prog_pack",
+                           "++workload.callers={bpf: {kind: bpf, rate_per_s: 200.0, unmapped: true,"
+                           " on_alloc: ro, on_free: reset, lifetime_s: {dist: forever},"
+                           " size_bytes: {dist: lognormal, median: 500, sigma: 2.09}}}"])
+    c = sim.simulate(cfg).counters
+    chunks, packs = c["bpf_prog_pack_chunks"], c["bpf_prog_packs"]
+    assert chunks > 32768  # more than one pack's worth
+    assert math.ceil(chunks / 32768) <= packs <= math.ceil(chunks / 32768) + 1
+    assert c["unmapped_cache_blocks"] == packs and c["direct_map_level2_splits"] == 0
+
+
 def test_policy_knobs_are_validated():
     with pytest.raises(ConfigError, match="policy.max_blocks"):
         sim.policy("unmapped_cache", max_blocks=-1)
