@@ -116,6 +116,11 @@ class CallerConfig:
     background: bool = False
     share: float = field(default=0.0, metadata=rng(0.0, 1.0))
     reclaimable: bool = False  # kswapd may free it early (page cache, slab)
+    # when in the fill phase (t in [-1, 0)) its population arrives, as fractions of that
+    # phase: [0, 0.1] fills before everything else (the kernel's own boot-time memory),
+    # [0, 1] interleaves with the other callers
+    fill_from: float = field(default=0.0, metadata=rng(0.0, 1.0))
+    fill_to: float = field(default=1.0, metadata=rng(0.0, 1.0))
 
 
 @dataclass
@@ -245,6 +250,8 @@ def validate_caller(c: CallerConfig, key: str) -> None:
             raise ConfigError(f"{key}.{dname}.value", d.value, ">= 1 allocation per object")
     if c.background and c.share <= 0:
         raise ConfigError(key + ".share", c.share, "(0, 1] for a background caller")
+    if c.fill_to < c.fill_from:
+        raise ConfigError(key + ".fill_to", c.fill_to, f"[{c.fill_from} (fill_from), 1]")
 
 
 def validate_policy(p: PolicyConfig, prefix: str = "policy.") -> PolicyConfig:

@@ -217,7 +217,7 @@ def generate(wl: WorkloadConfig, managed_pages: int, ncpus: int, seed: int) -> E
         if c.at_s is not None and not c.background:
             t0 = np.full(n0, float(c.at_s))  # a one-shot event
         else:
-            t0 = sorted_uniform(crng, n0, -1.0, 0.0)  # fill phase, interleaved with the other callers below
+            t0 = sorted_uniform(crng, n0, c.fill_from - 1.0, c.fill_to - 1.0)  # fill phase, merged with the others below
         t = np.concatenate((t0, sorted_uniform(crng, n1, 0.0, duration)))
         flags = (AF_RECLAIMABLE if c.reclaimable else 0) | (AF_UNMAPPED if c.unmapped else 0)
         order, nalloc = np.concatenate((o0, o1)), np.concatenate((k0, k1))
