@@ -15,7 +15,8 @@ from .policy import (
     NOT_SERVED, SERVED_CHUNKS, policy_alloc, policy_free, policy_reclaim, policy_tick, sync_policy_counters,
 )
 from .prog_pack import PACK_HANDLE_BASE, bpf_prog_pack_alloc, bpf_prog_pack_free
-from .state import P_CPU, P_WMARK_HIGH
+from .metrics import pageblock_pollution_scan
+from .state import P_CPU, P_POLLUTION_EVERY, P_WMARK_HIGH
 from .workload import AF_ACTION, AF_NO_PACK, AF_RECLAIMABLE, AF_UNMAPPED, alloc_chunks
 
 # a_pfn states besides a pfn
@@ -27,7 +28,8 @@ GONE = -2  # freed (by its free event or by reclaim)
 ACT_NONE, ACT_RO, ACT_NP, ACT_PKS = 0, 1, 2, 3
 FREE_NONE, FREE_RESET, FREE_DEFAULT = 0, 1, 2
 
-N_SAMPLE_COLS = N_COUNTERS + 2  # counters, free 2M blocks, time
+N_SAMPLE_COLS = N_COUNTERS + 3  # counters, free 2M blocks, time, pageblocks polluted (-1: not taken)
+POLLUTION_POINTS = 16  # O(pages) pollution scans per run, spread over the time series
 
 # The loop knows its future: a free event's allocation id, and (once its allocation has
 # happened) the pfn it frees.  It prefetches a_pfn[id] PF_FAR events ahead and the page's
@@ -159,6 +161,8 @@ def record_sample(s, samples, k, t):
         samples[k, j] = s.ctr[j]
     samples[k, N_COUNTERS] = free_2m_blocks(s)
     samples[k, N_COUNTERS + 1] = np.int64(t * 1e6)  # microseconds
+    every = s.par[P_POLLUTION_EVERY]
+    samples[k, N_COUNTERS + 2] = pageblock_pollution_scan(s)[0] if every > 0 and k % every == 0 else -1
 
 
 @njit_inline
@@ -230,6 +234,12 @@ def run_events(s, ev_time, ev_code, ev_info, a_info, a_pfn, c_mt, c_on_alloc, c_
 def new_alloc_state(n_allocs: int) -> np.ndarray:
     return hugemem.full(n_allocs, NOT_YET, np.int32)
 
+
+
+def sample_plan(n_samples: int, par) -> np.ndarray:
+    """The samples array of a run; pollution is scanned at every P_POLLUTION_EVERY-th row."""
+    par[P_POLLUTION_EVERY] = max(1, -(-n_samples // POLLUTION_POINTS))
+    return np.zeros((n_samples, N_SAMPLE_COLS), np.int64)
 
 
 @njit

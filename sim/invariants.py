@@ -10,10 +10,11 @@ import numpy as np
 
 from .constants import (
     C_CACHE_FREE, C_CACHE_HELD, C_CACHE_USED, C_DM_1G, C_DM_2M, C_DM_4K, C_NP_PAGES, C_NR_FREE, C_NR_PCP,
-    C_PACK_CHUNKS, C_PACKS, C_PT_PAGES, MAP_LEAF, MAP_NONE, NR_MIGRATETYPES, NR_PAGE_ORDERS, PAGEBLOCK_ORDER,
+    C_PACK_CHUNKS, C_PACKS, C_PT_PAGES, MAP_LEAF, MIGRATE_MOVABLE, MAP_NONE, NR_MIGRATETYPES, NR_PAGE_ORDERS, PAGEBLOCK_ORDER,
     PG_ALLOC, PG_BUDDY, PG_CACHE, PG_HOLE, PG_PCP, PG_RESERVED, PMD_PAGES, POL_MIGRATETYPE, PROT_PRESENT,
     PUD_PAGES,
 )
+from .metrics import pageblock_pollution_scan
 from .state import P_PACK_COUNT, P_POLICY
 
 
@@ -75,6 +76,8 @@ def check_state(s) -> list[str]:
     if pcp != int(s.ctr[C_NR_PCP]) or pcp != int(s.pcp_count.sum()):
         bad.append(f"per-CPU pages {pcp} != counter {int(s.ctr[C_NR_PCP])} / {int(s.pcp_count.sum())}")
     bad += check_packs(s)
+    if pageblock_pollution_scan(s) != pollution_recount(s):
+        bad.append(f"pageblock pollution {pageblock_pollution_scan(s)} != recount {pollution_recount(s)}")
     # direct map
     in1g = np.repeat(s.pud_map == MAP_LEAF, 512)
     nr1g = int((s.pud_map == MAP_LEAF).sum())
@@ -103,6 +106,14 @@ def check_state(s) -> list[str]:
         if (p != p[:, :1]).any():
             bad.append("a 1G leaf has pages with different protections")
     return bad
+
+
+def pollution_recount(s) -> tuple[int, int]:
+    """Pageblocks holding the head of a non-movable allocated or cached block; of those,
+    the MIGRATE_MOVABLE ones."""
+    heads = np.flatnonzero(s.pg_flags & (PG_ALLOC | PG_CACHE))
+    pb = np.unique(heads[s.pg_mt[heads] != MIGRATE_MOVABLE] // PMD_PAGES)
+    return int(pb.size), int((s.pb_mt[pb] == MIGRATE_MOVABLE).sum())
 
 
 def check_packs(s) -> list[str]:

@@ -18,7 +18,7 @@ from .constants import (
 )
 from .directmap import change_page_attr, mapping_level
 from .engine import free_2m_blocks
-from .metrics import counters
+from .metrics import counters, pageblock_pollution
 from .page_alloc import ALLOC_WMARK_LOW, alloc_failed, alloc_pages_noreclaim, drain_all_pages, free_pages
 from .policy import NOT_SERVED, policy_alloc, policy_free, policy_params, policy_shrink
 from .prog_pack import PACK_HANDLE_BASE, bpf_prog_pack_alloc, bpf_prog_pack_free, pack_state
@@ -211,6 +211,10 @@ class Machine:
         from .invariants import check_state
 
         return check_state(self.state)
+
+    def pageblock_pollution(self) -> dict[str, int]:
+        """{pageblocks_polluted, pageblocks_mixed}: an O(pages) walk (see metrics.py)."""
+        return pageblock_pollution(self.state)
 
     def free_2m_blocks(self) -> int:
         return int(free_2m_blocks(self.state))

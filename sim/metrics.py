@@ -16,6 +16,7 @@ from .constants import (
     C_UNMAPPED_ALLOCS, MIGRATETYPE_NAMES, NR_PAGE_ORDERS, PG_ALLOC, PG_BUDDY, PG_CACHE,
     MIGRATE_MOVABLE, PAGEBLOCK_NR_PAGES,
 )
+from .jit import njit
 from .state import (
     P_MANAGED, P_MIN_FREE_KB, P_RAM_PAGES, P_WMARK_HIGH, P_WMARK_LOW, P_WMARK_MIN,
 )
@@ -97,15 +98,32 @@ def counters(s) -> dict[str, int]:
     return out
 
 
+@njit
+def pageblock_pollution_scan(s):
+    """(polluted, mixed): pageblocks holding an unmovable / reclaimable / unmapped block,
+    allocated or in a policy's cache (2M that neither reclaim nor compaction can free),
+    and of those the MIGRATE_MOVABLE ones (fallback steals). A compiled walk over block
+    heads (free and allocated blocks are skipped whole): O(pages), so the time series
+    takes it at a few points only."""
+    n = s.pg_flags.shape[0]
+    polluted = 0
+    mixed = 0
+    for pb in range(s.pb_mt.shape[0]):
+        pfn = pb * PAGEBLOCK_NR_PAGES
+        end = min(pfn + PAGEBLOCK_NR_PAGES, n)
+        while pfn < end:
+            f = s.pg_flags[pfn]
+            if f & (PG_ALLOC | PG_CACHE) and s.pg_mt[pfn] != MIGRATE_MOVABLE:
+                polluted += 1
+                mixed += s.pb_mt[pb] == MIGRATE_MOVABLE
+                break
+            pfn += (1 << s.pg_order[pfn]) if f & (PG_ALLOC | PG_BUDDY) else 1
+    return polluted, mixed
+
+
 def pageblock_pollution(s) -> dict[str, int]:
-    """Movable pageblocks holding unmovable/unmapped allocations, and pageblocks of any
-    type with mixed content: O(pages), computed once at the end of a run."""
-    heads = np.flatnonzero(s.pg_flags & (PG_ALLOC | PG_CACHE))
-    if heads.size == 0:
-        return {"pageblocks_polluted": 0}
-    pb = heads // PAGEBLOCK_NR_PAGES
-    foreign = (s.pg_mt[heads] != MIGRATE_MOVABLE) & (s.pb_mt[pb] == MIGRATE_MOVABLE)
-    return {"pageblocks_polluted": int(np.unique(pb[foreign]).size)}
+    polluted, mixed = pageblock_pollution_scan(s)
+    return {"pageblocks_polluted": int(polluted), "pageblocks_mixed": int(mixed)}
 
 
 def free_block_pages(s) -> int:

@@ -53,6 +53,7 @@ P_SHRINK_BATCH = 31  # pages released per run at most (0: no limit)
 P_SHRINK_NEXT_US = 32  # next periodic run (state)
 P_SHRINK_ON_RECLAIM = 33  # reclaim runs the shrinker
 P_PACK_COUNT = 34  # live packs on pack_list (prog_pack.py)
+P_POLLUTION_EVERY = 35  # time-series samples between two pageblock-pollution scans
 N_PAR = 40
 
 # One 12-byte record per 4K page (struct page's fields the model needs).  The State holds

@@ -233,7 +233,8 @@ class Tracker:
             yield k, v, 0
         for col, values in res.get("series", {}).items():
             for i, v in enumerate(values):
-                yield f"ts/{col}", v, i
+                if v is not None:  # a sampled-sparse column (pageblocks_polluted)
+                    yield f"ts/{col}", v, i
 
     def _params(self, sc) -> list[tuple[str, str]]:
         """The flattened config as (key, value) strings; sub-configs shared between the jobs of a
@@ -266,6 +267,8 @@ class Tracker:
                 key = f"ts/{col}"
                 row = None
                 for i, v in enumerate(values):
+                    if v is None:
+                        continue
                     is_nan, val = _sanitize(v)
                     row = (key, val, now, i, is_nan, rid)
                     metrics.append(row)

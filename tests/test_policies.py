@@ -206,6 +206,26 @@ def test_bpf_images_share_packs_in_a_simulation():
     assert c["unmapped_cache_blocks"] == packs and c["direct_map_level2_splits"] == 0
 
 
+@pytest.mark.parametrize("policy,held,left", [("none", 2, 2), ("unmapped_cache", 3, 1)])
+def test_pageblock_pollution_counts_blocks_holding_unmovable_memory(policy, held, left):
+    m = fresh(sim.policy(policy))
+    assert m.pageblock_pollution() == {"pageblocks_polluted": 0, "pageblocks_mixed": 0}
+    movable = m.alloc_pages(0, "movable")
+    assert m.pageblock_pollution()["pageblocks_polluted"] == 0  # movable memory pollutes nothing
+    pfns = [m.alloc_pages(0, "unmovable", unmapped=True) for _ in range(600)]
+    # none: 600 pages in two claimed unmovable pageblocks, with the splits' page tables;
+    # unmapped_cache: two cached 2M blocks plus the pageblock of the page tables
+    assert m.pageblock_pollution() == {"pageblocks_polluted": held, "pageblocks_mixed": 0}
+    for p in pfns:
+        m.free_pages(p, 0)
+    assert m.pageblock_pollution()["pageblocks_polluted"] == held  # the cache still holds its blocks
+    m.shrink()
+    # none: the page tables of the splits stay in both blocks; the cache gave its blocks back
+    assert m.pageblock_pollution()["pageblocks_polluted"] == left
+    m.free_pages(movable, 0)
+    assert m.check() == []
+
+
 def test_policy_knobs_are_validated():
     with pytest.raises(ConfigError, match="policy.max_blocks"):
         sim.policy("unmapped_cache", max_blocks=-1)

@@ -69,6 +69,11 @@ def test_result_shape_and_time_series():
     assert ts["direct_map_level2_splits"][-1] == c["direct_map_level2_splits"]
     assert r.config["machine"]["mem_mib"] == 256 and r.events_per_second > 0
     assert r.directmap.size == 512  # 2M regions of the (1G-padded) span
+    # pageblock pollution: an O(pages) scan at POLLUTION_POINTS rows (null between) and the end
+    pol = ts["pageblocks_polluted"]
+    taken = pol.drop_nulls()
+    assert 2 <= taken.len() <= 17 and pol[0] is not None
+    assert pol[-1] == c["pageblocks_polluted"]
 
 
 def test_compiled_equals_pure_python():
