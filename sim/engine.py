@@ -29,7 +29,6 @@ ACT_NONE, ACT_RO, ACT_NP, ACT_PKS = 0, 1, 2, 3
 FREE_NONE, FREE_RESET, FREE_DEFAULT = 0, 1, 2
 
 N_SAMPLE_COLS = N_COUNTERS + 3  # counters, free 2M blocks, time, pageblocks polluted (-1: not taken)
-POLLUTION_POINTS = 16  # O(pages) pollution scans per run, spread over the time series
 
 # The loop knows its future: a free event's allocation id, and (once its allocation has
 # happened) the pfn it frees.  It prefetches a_pfn[id] PF_FAR events ahead and the page's
@@ -236,9 +235,10 @@ def new_alloc_state(n_allocs: int) -> np.ndarray:
 
 
 
-def sample_plan(n_samples: int, par) -> np.ndarray:
-    """The samples array of a run; pollution is scanned at every P_POLLUTION_EVERY-th row."""
-    par[P_POLLUTION_EVERY] = max(1, -(-n_samples // POLLUTION_POINTS))
+def sample_plan(n_samples: int, pollution_points: int, par) -> np.ndarray:
+    """The samples array of a run; pollution is scanned at every P_POLLUTION_EVERY-th row
+    (about pollution_points rows; 0: none)."""
+    par[P_POLLUTION_EVERY] = max(1, -(-n_samples // pollution_points)) if pollution_points > 0 else 0
     return np.zeros((n_samples, N_SAMPLE_COLS), np.int64)
 
 

@@ -74,6 +74,8 @@ def test_result_shape_and_time_series():
     taken = pol.drop_nulls()
     assert 2 <= taken.len() <= 17 and pol[0] is not None
     assert pol[-1] == c["pageblocks_polluted"]
+    ts0 = sim.simulate(sim.load_config(TINY + ["pollution_points=0"])).timeseries
+    assert ts0["pageblocks_polluted"].drop_nulls().to_list() == [c["pageblocks_polluted"]]  # the end only
 
 
 def test_compiled_equals_pure_python():
