@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test test-slow run sweep bench clean
+.PHONY: install test test-slow run sweep bench oracle clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,11 @@ sweep: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sim.py
+
+# boot a real kernel under QEMU per workload and collect the direct map's state (cached by
+# kernel + workload + memory size); ORACLE_ARGS go to infra/kernel-oracle (e.g. MEM=2G,4G)
+oracle: $(STAMP)
+	$(MAKE) -C infra/kernel-oracle kernel initramfs run collect $(ORACLE_ARGS)
 
 # numba's on-disk cache does not notice edits in other modules of sim/: clear it after editing
 clean:
