@@ -117,7 +117,7 @@ def pageblock_pollution_scan(s):
                 polluted += 1
                 mixed += s.pb_mt[pb] == MIGRATE_MOVABLE
                 break
-            pfn += (1 << s.pg_order[pfn]) if f & (PG_ALLOC | PG_BUDDY) else 1
+            pfn += (1 << np.int64(s.pg_order[pfn])) if f & (PG_ALLOC | PG_BUDDY) else 1
     return polluted, mixed
 
 
