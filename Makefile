@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# everything but the `slow` load test (5,000 runs over the MLflow server: ~40 min here)
+# everything but the `slow` tests: the 5,000-run load test (over the MLflow server: ~40 min
+# here) and the preset calibration (four 64 GiB runs); `make test-slow` runs those
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
