@@ -76,8 +76,9 @@ def check_state(s) -> list[str]:
     if pcp != int(s.ctr[C_NR_PCP]) or pcp != int(s.pcp_count.sum()):
         bad.append(f"per-CPU pages {pcp} != counter {int(s.ctr[C_NR_PCP])} / {int(s.pcp_count.sum())}")
     bad += check_packs(s)
-    if pageblock_pollution_scan(s) != pollution_recount(s):
-        bad.append(f"pageblock pollution {pageblock_pollution_scan(s)} != recount {pollution_recount(s)}")
+    scanned, recount = pageblock_pollution_scan(s), pollution_recount(s)
+    if scanned != recount:
+        bad.append(f"pageblock pollution {scanned} != recount {recount}")
     # direct map
     in1g = np.repeat(s.pud_map == MAP_LEAF, 512)
     nr1g = int((s.pud_map == MAP_LEAF).sum())

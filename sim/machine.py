@@ -13,7 +13,7 @@ import numpy as np
 from .boot import boot
 from .config import MachineConfig, PolicyConfig, validate_policy
 from .constants import (
-    BPF_PROG_CHUNK_SIZE, BPF_PROG_PACK_SIZE, MAX_PAGE_ORDER, MIGRATETYPE_NAMES, MIGRATETYPES, MIGRATE_PCPTYPES, NR_PAGE_ORDERS,
+    BPF_PROG_PACK_SIZE, MAX_PAGE_ORDER, MIGRATETYPE_NAMES, MIGRATETYPES, MIGRATE_PCPTYPES, NR_PAGE_ORDERS,
     PAGE_KERNEL, PG_ALLOC, PROT_NX, PROT_PKEY, PROT_PRESENT, PROT_RW,
 )
 from .directmap import change_page_attr, mapping_level
@@ -21,7 +21,7 @@ from .engine import free_2m_blocks
 from .metrics import counters, pageblock_pollution
 from .page_alloc import ALLOC_WMARK_LOW, alloc_failed, alloc_pages_noreclaim, drain_all_pages, free_pages
 from .policy import NOT_SERVED, policy_alloc, policy_free, policy_params, policy_shrink
-from .prog_pack import PACK_HANDLE_BASE, bpf_prog_pack_alloc, bpf_prog_pack_free, pack_state
+from .prog_pack import PACK_HANDLE_BASE, bytes_to_chunks, bpf_prog_pack_alloc, bpf_prog_pack_free, pack_state
 from .state import P_CPU, P_PACK_COUNT
 
 
@@ -86,7 +86,7 @@ class Machine:
             raise ValueError(f"bpf_prog_pack needs policy prog_pack or execmem_rox, not {self.policy.name!r}")
         if not 1 <= int(size) <= BPF_PROG_PACK_SIZE:
             raise ValueError(f"size {size}: allowed 1..{BPF_PROG_PACK_SIZE} bytes (larger images take whole pages)")
-        return -(-int(size) // BPF_PROG_CHUNK_SIZE)
+        return int(bytes_to_chunks(int(size)))
 
     def bpf_prog_pack_alloc(self, size: int):
         """bpf_prog_pack_alloc(size): a handle for the image's chunks, or None (no memory)."""

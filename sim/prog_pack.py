@@ -43,11 +43,6 @@ def bytes_to_chunks(nbytes):
 
 
 @njit
-def chunk_is_set(bits, slot, pos):
-    return (bits[slot, pos >> 6] >> np.uint64(pos & 63)) & _ONE
-
-
-@njit
 def bitmap_find_next_zero_area(bits, slot, nbits):
     """First position of nbits consecutive clear bits in a pack's bitmap, or -1."""
     run = 0
