@@ -4,12 +4,44 @@
 plain Python function, so the same code runs uncompiled for debugging.
 """
 import numba
+from numba.core import types
 
-njit = numba.njit(cache=True, nogil=True, _nrt=False)
 
-# hot wrappers on the per-event path: inlined into their callers at numba IR level, so the
-# state's arrays are not passed through a call with a flattened argument list each time
-njit_inline = numba.njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _widen(t):
+    """The type a model function is compiled for: integer arguments (literal or not, any
+    width up to int64) as int64, literal booleans as bool."""
+    t = types.unliteral(t)
+    if isinstance(t, types.Integer) and (t.signed or t.bitwidth < 64):
+        return types.int64
+    return t
+
+
+def _one_specialization(disp):
+    """Calls from compiled code would otherwise compile one specialization of the callee, and
+    of everything it calls, per combination of argument types, literal constants included
+    (`__rmqueue(s, 0, mt, False)` vs `__rmqueue(s, order, c_mt[c], steal)`: 12 copies of
+    `__rmqueue`, 5 minutes of first compile). Widened, each function compiles once; values
+    are cast at the call, and int64 is what the plain-Python run (NUMBA_DISABLE_JIT) computes
+    with anyway."""
+    if numba.config.DISABLE_JIT:
+        return disp
+    orig = disp.get_call_template
+
+    def get_call_template(args, kws):
+        return orig(tuple(_widen(a) for a in args), {k: _widen(v) for k, v in kws.items()})
+
+    disp.get_call_template = get_call_template
+    return disp
+
+
+def njit(fn):
+    return _one_specialization(numba.njit(cache=True, nogil=True, _nrt=False)(fn))
+
+
+def njit_inline(fn):
+    """Hot wrappers on the per-event path: inlined into their callers at numba IR level, so the
+    state's arrays are not passed through a call with a flattened argument list each time."""
+    return numba.njit(cache=True, nogil=True, _nrt=False, inline="always")(fn)
 
 
 def _prefetch_intrinsic():
