@@ -27,6 +27,7 @@ class TrackingConf:
     # auto: SQL stores are written in bulk (one transaction per finished chunk, MLflow's own
     # ORM models); client: MlflowClient.create_run/log_batch/set_terminated per run.
     mode: str = "auto"
+    client_threads: int = 4  # client mode: runs of a finished chunk recorded concurrently (1..64)
     timeseries_steps: int = 50  # time series logged as metric steps (ts/<name>), down-sampled to at most this
     # which time series become metric steps (all of them are in the timeseries.parquet artifact); ["*"]: all
     timeseries_metrics: list[str] = field(default_factory=lambda: [

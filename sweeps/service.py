@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -84,9 +85,9 @@ def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str
     S.tracking_uri = uri
     default_store = not rt.tracking.uri and not os.environ.get("MLFLOW_TRACKING_URI")
     art_root = rt.tracking.artifact_root or (default_artifact_root() if default_store else None)
-    if art_root and "://" not in art_root and not art_root.startswith("/"):
+    if art_root and not re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", art_root):  # a relative path, not a URI
         art_root = str(Path(art_root).resolve())
-    tracker = Tracker(uri, rt.tracking.experiment, art_root, rt.tracking.mode)
+    tracker = Tracker(uri, rt.tracking.experiment, art_root, rt.tracking.mode, rt.tracking.client_threads)
     ledger = Ledger(rt.sweep.ledger_dir or default_ledger_dir(), _store_key(uri, rt.tracking.experiment))
     ledger.compact()
     latest = ledger.latest()

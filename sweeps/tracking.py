@@ -8,13 +8,16 @@ Two writers, same result in the store:
 * `bulk` (SQL stores: sqlite, postgresql, mysql, mssql): each finished chunk of runs is inserted
   in ONE transaction with MLflow's own ORM tables (runs, tags, params, metrics, latest_metrics),
   runs created directly in their final state FINISHED / FAILED — a killed driver cannot leave a
-  RUNNING child. The per-run MlflowClient path costs ~0.5 s per run on sqlite.
-* `client` (tracking servers, http[s]://): MlflowClient.create_run, log_batch (chunked to the
-  REST limits: 100 params, 1000 metrics per call), artifacts, set_terminated.
+  RUNNING child. The per-run MlflowClient path costs ~0.5 s per run on sqlite. A tracking
+  server's PostgreSQL can be written this way too (tracking.uri=postgresql://...).
+* `client` (tracking servers, http[s]://): per run MlflowClient.create_run (with the tags),
+  log_batch (packed to the REST limits: 100 params, 1000 entities per call), artifacts,
+  set_terminated; `tracking.client_threads` runs of a finished chunk at once.
 """
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import tempfile
 import time
@@ -38,6 +41,20 @@ def _sanitize(v: float) -> tuple[bool, float]:
     if math.isinf(v):
         return False, 1.7976931348623157e308 if v > 0 else -1.7976931348623157e308
     return False, float(v)
+
+
+def _csv_field(v: Any) -> str:
+    """One field of PostgreSQL's COPY ... (FORMAT csv): None is a bare empty field (NULL),
+    strings are quoted (so "" stays an empty string), numbers and booleans bare."""
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return '"' + v.replace('"', '""') + '"'
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, numbers.Integral):
+        return str(int(v))
+    return repr(float(v))
 
 
 def _param_value(v: Any) -> str:
@@ -98,7 +115,8 @@ def ui_command(uri: str) -> str:
 
 
 class Tracker:
-    def __init__(self, uri: str, experiment: str, artifact_root: Optional[str] = None, mode: str = "auto"):
+    def __init__(self, uri: str, experiment: str, artifact_root: Optional[str] = None, mode: str = "auto",
+                 threads: int = 4):
         from mlflow import MlflowClient
 
         self.uri = uri
@@ -128,6 +146,17 @@ class Tracker:
                 raise ValueError(f"tracking.mode=bulk needs a SQL store, not {uri}")
             self.store = store
         self.mode = mode
+        if not isinstance(threads, int) or not 1 <= threads <= 64:
+            raise ValueError(f"tracking.client_threads must be an integer in [1, 64], not {threads!r}")
+        self.threads = threads
+        if mode == "client":
+            # set_terminated would fetch the run again (get_run) to print its URL: one more request
+            # and two lines of output per run
+            os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+            if threads > 1:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(threads, thread_name_prefix="dmfrag-mlflow")
         self._pmemo: dict = {}
         self.user = os.environ.get("USER") or os.environ.get("LOGNAME") or "dmfrag"
 
@@ -217,7 +246,16 @@ class Tracker:
             return []
         if self.mode == "bulk":
             return self._record_bulk(parent_id, sweep_id, items)
-        return [self._record_client(parent_id, sweep_id, job, res) for job, res in items]
+        if self.threads <= 1 or len(items) == 1:
+            return [self._record_client(parent_id, sweep_id, job, res) for job, res in items]
+        # a tracking server spends most of a request waiting (network, its database): several
+        # runs in flight at once. Every run is waited for before an error is raised, so no run
+        # of the chunk is still being written when the caller reacts.
+        from concurrent.futures import wait
+
+        futs = [self._pool.submit(self._record_client, parent_id, sweep_id, job, res) for job, res in items]
+        wait(futs)
+        return [f.result() for f in futs]
 
     def _child_tags(self, parent_id, sweep_id, job, res) -> dict[str, str]:
         tags = {T_ROLE: "child", T_HASH: job.hash, T_SWEEP: sweep_id, T_POLICY: job.sc.policy.name,
@@ -293,13 +331,23 @@ class Tracker:
         return ids
 
     def _insert(self, session, table, cols: tuple[str, ...], rows: list[tuple]) -> None:
-        """INSERT many rows in the session's transaction. On sqlite, straight through the DB-API
-        cursor (SQLAlchemy's per-row parameter processing costs more than sqlite itself)."""
+        """INSERT many rows in the session's transaction, past SQLAlchemy's per-row parameter
+        processing where the driver allows: sqlite through the DB-API cursor's executemany,
+        PostgreSQL (psycopg2) as one COPY ... FROM STDIN per table."""
         if not rows:
             return
-        if getattr(self.store, "db_type", "") == "sqlite":
+        dbapi = session.connection().connection.driver_connection
+        db = getattr(self.store, "db_type", "")
+        if db == "sqlite":
             sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-            session.connection().connection.driver_connection.executemany(sql, rows)
+            dbapi.executemany(sql, rows)
+        elif db == "postgresql" and hasattr(dbapi.cursor(), "copy_expert"):
+            import io
+
+            buf = io.StringIO("".join(",".join(map(_csv_field, r)) + "\n" for r in rows))
+            names = ", ".join(f'"{c}"' for c in cols)
+            with dbapi.cursor() as cur:
+                cur.copy_expert(f'COPY "{table.name}" ({names}) FROM STDIN WITH (FORMAT csv)', buf)
         else:
             session.execute(table.insert(), [dict(zip(cols, r)) for r in rows])
 
@@ -310,18 +358,17 @@ class Tracker:
             self.client.log_artifacts(run_id, tmp)
 
     def _record_client(self, parent_id, sweep_id, job, res) -> str:
+        """Three requests per run when it has at most 100 params (create_run with the tags, one
+        log_batch, update_run): MlflowClient.log_batch packs params and metrics up to the REST
+        limits itself (100 params, 1000 entities per call)."""
         from mlflow.entities import Metric, Param
-
 
         run = self.client.create_run(self.experiment_id, tags=self._child_tags(parent_id, sweep_id, job, res))
         rid = run.info.run_id
         ts = int(time.time() * 1000)
         ps = [Param(k, v) for k, v in self._params(job.sc)]
         ms = [Metric(k, float(v), ts, step) for k, v, step in self._metric_rows(res, ts)]
-        for i in range(0, len(ps), MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(rid, params=ps[i:i + MAX_PARAMS_PER_BATCH])
-        for i in range(0, len(ms), MAX_METRICS_PER_BATCH):
-            self.client.log_batch(rid, metrics=ms[i:i + MAX_METRICS_PER_BATCH])
+        self.client.log_batch(rid, metrics=ms, params=ps)
         arts = self._artifacts(res)
         if arts:
             self._log_artifacts_client(rid, arts)
