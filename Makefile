@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# everything but the `slow` tests: the 5,000-run load test (over the MLflow server: ~40 min
-# here) and the preset calibration (four 64 GiB runs); `make test-slow` runs those
+# everything but the `slow` tests (the 5,000-run load test recording every run over the MLflow
+# server's REST API, and the preset calibration: four 64 GiB runs); `make test-slow` runs those.
+# The 5,000-run load test into the server's PostgreSQL is part of `make test`.
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 

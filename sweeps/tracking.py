@@ -133,6 +133,15 @@ class Tracker:
         self.experiment_id = exp.experiment_id
         self.artifact_location = exp.artifact_location
         scheme = uri.split(":", 1)[0].split("+")[0]
+        self.artifact_client = self.client
+        if self.artifact_location.startswith("mlflow-artifacts:") and scheme not in ("http", "https"):
+            # the store is written directly (e.g. a tracking server's PostgreSQL), the artifacts
+            # go through that server's artifact proxy
+            server = os.environ.get("MLFLOW_TRACKING_URI", "")
+            if not server.startswith(("http://", "https://")):
+                raise ValueError(f"experiment {experiment!r} keeps its artifacts at {self.artifact_location}, which "
+                                 "only a tracking server serves: set MLFLOW_TRACKING_URI=http(s)://<that server>")
+            self.artifact_client = MlflowClient(tracking_uri=server)
         if mode == "auto":
             mode = "bulk" if scheme in SQL_SCHEMES else "client"
         if mode not in ("bulk", "client"):
@@ -222,7 +231,7 @@ class Tracker:
         step = int(time.time())  # a re-run sweep logs its summary again as a new step
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()])
         for f in files:
-            self.client.log_artifact(run_id, str(f))
+            self.artifact_client.log_artifact(run_id, str(f))
         self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
 
     # -- children ------------------------------------------------------------------------------
@@ -355,7 +364,7 @@ class Tracker:
         with tempfile.TemporaryDirectory(prefix="dmfrag-art-") as tmp:
             for name, data in arts.items():
                 (Path(tmp) / name).write_bytes(data)
-            self.client.log_artifacts(run_id, tmp)
+            self.artifact_client.log_artifacts(run_id, tmp)
 
     def _record_client(self, parent_id, sweep_id, job, res) -> str:
         """Three requests per run when it has at most 100 params (create_run with the tags, one
