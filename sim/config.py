@@ -177,9 +177,6 @@ class SimConfig:
     seed: int = field(default=0, metadata=rng(0, 2**63 - 1))
     sample_interval_s: float = field(default=1.0, metadata=rng(1e-6, 1e9))
     max_samples: int = field(default=4096, metadata=rng(2, 1 << 24))
-    # time-series rows that also get pageblocks_polluted (an O(pages) walk each; the
-    # final counters always have it)
-    pollution_points: int = field(default=16, metadata=rng(0, 4096))
 
 
 # ---------------------------------------------------------------------------

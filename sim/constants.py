@@ -96,5 +96,7 @@ C_CACHE_BYPASS = 41  # requests the policy does not serve (e.g. order > 0 for gr
 C_PACKS = 42  # live bpf_prog_pack packs (2M each)
 C_PACK_CHUNKS = 43  # 64-byte chunks in use in the packs
 C_PACK_LIMIT_FALLBACKS = 44  # BPF images served by today's path because the model's pack slots ran out
+C_PB_POLLUTED = 45  # pageblocks holding unmovable / reclaimable / unmapped memory (pollution.py)
+C_PB_MIXED = 46  # of which MIGRATE_MOVABLE pageblocks
 C_ALLOC_FAIL_ORDER = 48  # 11 entries: failures per order
 N_COUNTERS = C_ALLOC_FAIL_ORDER + NR_PAGE_ORDERS

@@ -15,8 +15,7 @@ from .policy import (
     NOT_SERVED, SERVED_CHUNKS, policy_alloc, policy_free, policy_reclaim, policy_tick, sync_policy_counters,
 )
 from .prog_pack import PACK_HANDLE_BASE, bpf_prog_pack_alloc, bpf_prog_pack_free
-from .metrics import pageblock_pollution_scan
-from .state import P_CPU, P_POLLUTION_EVERY, P_WMARK_HIGH
+from .state import P_CPU, P_WMARK_HIGH
 from .workload import AF_ACTION, AF_NO_PACK, AF_RECLAIMABLE, AF_UNMAPPED, alloc_chunks
 
 # a_pfn states besides a pfn
@@ -28,7 +27,7 @@ GONE = -2  # freed (by its free event or by reclaim)
 ACT_NONE, ACT_RO, ACT_NP, ACT_PKS = 0, 1, 2, 3
 FREE_NONE, FREE_RESET, FREE_DEFAULT = 0, 1, 2
 
-N_SAMPLE_COLS = N_COUNTERS + 3  # counters, free 2M blocks, time, pageblocks polluted (-1: not taken)
+N_SAMPLE_COLS = N_COUNTERS + 2  # counters, free 2M blocks, time (us)
 
 # The loop knows its future: a free event's allocation id, and (once its allocation has
 # happened) the pfn it frees.  It prefetches a_pfn[id] PF_FAR events ahead and the page's
@@ -160,8 +159,6 @@ def record_sample(s, samples, k, t):
         samples[k, j] = s.ctr[j]
     samples[k, N_COUNTERS] = free_2m_blocks(s)
     samples[k, N_COUNTERS + 1] = np.int64(t * 1e6)  # microseconds
-    every = s.par[P_POLLUTION_EVERY]
-    samples[k, N_COUNTERS + 2] = pageblock_pollution_scan(s)[0] if every > 0 and k % every == 0 else -1
 
 
 @njit_inline
@@ -235,10 +232,8 @@ def new_alloc_state(n_allocs: int) -> np.ndarray:
 
 
 
-def sample_plan(n_samples: int, pollution_points: int, par) -> np.ndarray:
-    """The samples array of a run; pollution is scanned at every P_POLLUTION_EVERY-th row
-    (about pollution_points rows; 0: none)."""
-    par[P_POLLUTION_EVERY] = max(1, -(-n_samples // pollution_points)) if pollution_points > 0 else 0
+def sample_plan(n_samples: int) -> np.ndarray:
+    """The samples array of a run: the counters, free 2M blocks and the time per row."""
     return np.zeros((n_samples, N_SAMPLE_COLS), np.int64)
 
 

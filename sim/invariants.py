@@ -10,7 +10,7 @@ import numpy as np
 
 from .constants import (
     C_CACHE_FREE, C_CACHE_HELD, C_CACHE_USED, C_DM_1G, C_DM_2M, C_DM_4K, C_NP_PAGES, C_NR_FREE, C_NR_PCP,
-    C_PACK_CHUNKS, C_PACKS, C_PT_PAGES, MAP_LEAF, MIGRATE_MOVABLE, MAP_NONE, NR_MIGRATETYPES, NR_PAGE_ORDERS, PAGEBLOCK_ORDER,
+    C_PACK_CHUNKS, C_PACKS, C_PB_MIXED, C_PB_POLLUTED, C_PT_PAGES, MAP_LEAF, MIGRATE_MOVABLE, MAP_NONE, NR_MIGRATETYPES, NR_PAGE_ORDERS, PAGEBLOCK_ORDER,
     PG_ALLOC, PG_BUDDY, PG_CACHE, PG_HOLE, PG_PCP, PG_RESERVED, PMD_PAGES, POL_MIGRATETYPE, PROT_PRESENT,
     PUD_PAGES,
 )
@@ -76,9 +76,13 @@ def check_state(s) -> list[str]:
     if pcp != int(s.ctr[C_NR_PCP]) or pcp != int(s.pcp_count.sum()):
         bad.append(f"per-CPU pages {pcp} != counter {int(s.ctr[C_NR_PCP])} / {int(s.pcp_count.sum())}")
     bad += check_packs(s)
-    scanned, recount = pageblock_pollution_scan(s), pollution_recount(s)
-    if scanned != recount:
-        bad.append(f"pageblock pollution {scanned} != recount {recount}")
+    scanned = tuple(int(x) for x in pageblock_pollution_scan(s))
+    polluted, mixed, pins = pollution_recount(s)
+    kept = (int(s.ctr[C_PB_POLLUTED]), int(s.ctr[C_PB_MIXED]))
+    if not scanned == (polluted, mixed) == kept:
+        bad.append(f"pageblock pollution: counters {kept}, walk {scanned}, recount {(polluted, mixed)}")
+    if (pins != s.pb_pin).any():
+        bad.append(f"pinned pages of {int((pins != s.pb_pin).sum())} pageblocks disagree with pb_pin")
     # direct map
     in1g = np.repeat(s.pud_map == MAP_LEAF, 512)
     nr1g = int((s.pud_map == MAP_LEAF).sum())
@@ -109,12 +113,19 @@ def check_state(s) -> list[str]:
     return bad
 
 
-def pollution_recount(s) -> tuple[int, int]:
-    """Pageblocks holding the head of a non-movable allocated or cached block; of those,
-    the MIGRATE_MOVABLE ones."""
+def pollution_recount(s) -> tuple[int, int, np.ndarray]:
+    """Pageblocks holding (part of) a non-movable allocated or cached block; of those, the
+    MIGRATE_MOVABLE ones; and the pinned pages per pageblock (pollution.py's pb_pin)."""
     heads = np.flatnonzero(s.pg_flags & (PG_ALLOC | PG_CACHE))
-    pb = np.unique(heads[s.pg_mt[heads] != MIGRATE_MOVABLE] // PMD_PAGES)
-    return int(pb.size), int((s.pb_mt[pb] == MIGRATE_MOVABLE).sum())
+    heads = heads[s.pg_mt[heads] != MIGRATE_MOVABLE]
+    pages = np.int64(1) << s.pg_order[heads].astype(np.int64)
+    cnt = np.maximum(1, pages >> PAGEBLOCK_ORDER)  # pageblocks each block covers
+    starts = np.cumsum(cnt) - cnt
+    idx = np.repeat(heads >> PAGEBLOCK_ORDER, cnt) + (np.arange(int(cnt.sum())) - np.repeat(starts, cnt))
+    pins = np.zeros(s.pb_mt.shape[0], np.int64)
+    np.add.at(pins, idx, np.repeat(np.minimum(pages, 1 << PAGEBLOCK_ORDER), cnt))
+    pb = np.flatnonzero(pins)
+    return int(pb.size), int((s.pb_mt[pb] == MIGRATE_MOVABLE).sum()), pins
 
 
 def check_packs(s) -> list[str]:

@@ -213,7 +213,7 @@ class Machine:
         return check_state(self.state)
 
     def pageblock_pollution(self) -> dict[str, int]:
-        """{pageblocks_polluted, pageblocks_mixed}: an O(pages) walk (see metrics.py)."""
+        """{pageblocks_polluted, pageblocks_mixed}, kept incrementally (pollution.py)."""
         return pageblock_pollution(self.state)
 
     def free_2m_blocks(self) -> int:

@@ -7,7 +7,7 @@ import numpy as np
 from .constants import (
     C_ALLOC_FAIL, C_ALLOC_FAIL_ORDER, C_ALLOC_PAGES, C_ALLOCS, C_CACHE_BLOCKS, C_CACHE_BYPASS,
     C_CACHE_CAPTURED, C_CACHE_FREE, C_CACHE_HELD, C_CACHE_STRANDED,
-    C_PACK_CHUNKS, C_PACK_LIMIT_FALLBACKS, C_PACKS,
+    C_PACK_CHUNKS, C_PACK_LIMIT_FALLBACKS, C_PACKS, C_PB_MIXED, C_PB_POLLUTED,
     C_CACHE_HITS, C_CACHE_LIMIT_FALLBACKS, C_CACHE_MISSES, C_CACHE_PEAK, C_CACHE_REFILL_2M,
     C_CACHE_REFILL_LOW, C_CACHE_RELEASED, C_CACHE_USED, C_CLAIM, C_CPA, C_DM_1G, C_DM_2M,
     C_DM_4K, C_EVENTS, C_FREE_PAGES, C_FREES, C_KSWAPD, C_L2_COLLAPSES, C_L2_SPLITS,
@@ -67,6 +67,8 @@ COUNTER_NAMES = [
     ("bpf_prog_packs", C_PACKS, 1),
     ("bpf_prog_pack_chunks", C_PACK_CHUNKS, 1),
     ("bpf_prog_pack_limit_fallbacks", C_PACK_LIMIT_FALLBACKS, 1),
+    ("pageblocks_polluted", C_PB_POLLUTED, 1),
+    ("pageblocks_mixed", C_PB_MIXED, 1),
     ("events", C_EVENTS, 1),
 ] + [(f"alloc_fail_order_{k}", C_ALLOC_FAIL_ORDER + k, 1) for k in range(NR_PAGE_ORDERS)]
 
@@ -103,27 +105,35 @@ def pageblock_pollution_scan(s):
     """(polluted, mixed): pageblocks holding an unmovable / reclaimable / unmapped block,
     allocated or in a policy's cache (2M that neither reclaim nor compaction can free),
     and of those the MIGRATE_MOVABLE ones (fallback steals). A compiled walk over block
-    heads (free and allocated blocks are skipped whole): O(pages), so the time series
-    takes it at a few points only."""
+    heads (free and allocated blocks are skipped whole): O(pages). The model keeps both
+    incrementally (pollution.py, counters pageblocks_polluted / pageblocks_mixed); this
+    walk is the reference the invariants check them against."""
     n = s.pg_flags.shape[0]
     polluted = 0
     mixed = 0
+    pinned_until = 0  # end of a pinning block of order > pageblock_order: its later pageblocks
     for pb in range(s.pb_mt.shape[0]):
         pfn = pb * PAGEBLOCK_NR_PAGES
         end = min(pfn + PAGEBLOCK_NR_PAGES, n)
+        if pfn < pinned_until:
+            polluted += 1
+            mixed += s.pb_mt[pb] == MIGRATE_MOVABLE
+            continue
         while pfn < end:
             f = s.pg_flags[pfn]
+            size = (1 << np.int64(s.pg_order[pfn])) if f & (PG_ALLOC | PG_BUDDY) else 1
             if f & (PG_ALLOC | PG_CACHE) and s.pg_mt[pfn] != MIGRATE_MOVABLE:
                 polluted += 1
                 mixed += s.pb_mt[pb] == MIGRATE_MOVABLE
+                pinned_until = pfn + size
                 break
-            pfn += (1 << np.int64(s.pg_order[pfn])) if f & (PG_ALLOC | PG_BUDDY) else 1
+            pfn += size
     return polluted, mixed
 
 
 def pageblock_pollution(s) -> dict[str, int]:
-    polluted, mixed = pageblock_pollution_scan(s)
-    return {"pageblocks_polluted": int(polluted), "pageblocks_mixed": int(mixed)}
+    """{pageblocks_polluted, pageblocks_mixed} from the incremental counters (O(1))."""
+    return {"pageblocks_polluted": int(s.ctr[C_PB_POLLUTED]), "pageblocks_mixed": int(s.ctr[C_PB_MIXED])}
 
 
 def free_block_pages(s) -> int:

@@ -12,6 +12,7 @@ from .constants import (
     NR_MIGRATETYPES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_ALLOC, PG_BUDDY, PG_CACHE, PG_PCP,
 )
 from .jit import njit, njit_inline
+from .pollution import pin_update, pin_weight, set_pageblock_mt
 from .state import (
     P_NOFRAGMENT, P_NR_PAGES, P_PCP_BATCH, P_PCP_HIGH, P_PCP_ON, P_WMARK_LOW, P_WMARK_MIN,
 )
@@ -39,9 +40,11 @@ def fallback_mt(start_mt, i):
 @njit_inline
 def add_to_free_list(s, pfn, order, mt, tail):
     """__add_to_free_list + set_buddy_order."""
+    before = pin_weight(s, pfn)
     s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ (PG_ALLOC | PG_PCP))) | PG_BUDDY
     s.pg_order[pfn] = order
     s.pg_mt[pfn] = mt
+    pin_update(s, pfn, before)
     head = s.free_head[order, mt]
     if head < 0:
         s.pg_next[pfn] = -1
@@ -116,7 +119,7 @@ def set_pageblock_range(s, pfn, order, mt):
     if order > PAGEBLOCK_ORDER:
         nr = 1 << (order - PAGEBLOCK_ORDER)
     for b in range(first, first + nr):
-        s.pb_mt[b] = mt
+        set_pageblock_mt(s, b, mt)
 
 
 @njit_inline
@@ -248,7 +251,7 @@ def try_to_claim_block(s, pfn, current_order, order, start_mt, block_mt):
         alike_pages = 0
     if free_pages + alike_pages >= (1 << (PAGEBLOCK_ORDER - 1)):
         __move_freepages_block(s, block_start, block_mt, start_mt)
-        s.pb_mt[block_start >> PAGEBLOCK_ORDER] = start_mt
+        set_pageblock_mt(s, block_start >> PAGEBLOCK_ORDER, start_mt)
         s.ctr[C_CLAIM] += 1
         return __rmqueue_smallest(s, order, start_mt)
     return -1
@@ -311,9 +314,11 @@ def __rmqueue(s, order, mt, nofragment):
 
 @njit_inline
 def pcp_add(s, cpu, mt, pfn, tail):
+    before = pin_weight(s, pfn)
     s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ (PG_ALLOC | PG_BUDDY))) | PG_PCP
     s.pg_order[pfn] = 0
     s.pg_mt[pfn] = mt
+    pin_update(s, pfn, before)
     head = s.pcp_head[cpu, mt]
     if head < 0:
         s.pg_next[pfn] = -1
@@ -434,9 +439,11 @@ def rmqueue(s, order, mt, cpu):
 
 @njit_inline
 def prep_new_page(s, pfn, order, mt):
+    before = pin_weight(s, pfn)
     s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ (PG_BUDDY | PG_PCP))) | PG_ALLOC
     s.pg_order[pfn] = order
     s.pg_mt[pfn] = mt
+    pin_update(s, pfn, before)
     s.ctr[C_ALLOCS] += 1
     s.ctr[C_ALLOC_PAGES] += 1 << order
 
@@ -486,7 +493,9 @@ def __free_pages(s, pfn, order, cpu):
     (free_unref_page), higher orders straight to the buddy lists (__free_pages_ok)."""
     s.ctr[C_FREES] += 1
     s.ctr[C_FREE_PAGES] += 1 << order
+    before = pin_weight(s, pfn)
     s.pg_flags[pfn] &= 0xFF ^ PG_ALLOC
+    pin_update(s, pfn, before)
     mt = s.pb_mt[pfn >> PAGEBLOCK_ORDER]
     if order == 0 and s.par[P_PCP_ON] != 0 and mt < MIGRATE_PCPTYPES:
         pcp_add(s, cpu, mt, pfn, False)

@@ -24,6 +24,7 @@ from .constants import (
 )
 from .directmap import change_page_attr, split_large_page_1g, split_large_page_2m
 from .jit import njit, njit_inline
+from .pollution import set_pageblock_mt
 from .page_alloc import (
     __move_freepages_block, __rmqueue_smallest, add_to_free_list,
     del_from_free_list, expand, prep_new_page, set_pageblock_range, zone_watermark_ok,
@@ -139,7 +140,7 @@ def claim_unmapped_pageblock(s):
                 start = (pfn >> PAGEBLOCK_ORDER) << PAGEBLOCK_ORDER
                 for mt in (MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE):
                     __move_freepages_block(s, start, mt, MIGRATE_UNMAPPED)
-                s.pb_mt[pfn >> PAGEBLOCK_ORDER] = MIGRATE_UNMAPPED
+                set_pageblock_mt(s, pfn >> PAGEBLOCK_ORDER, MIGRATE_UNMAPPED)
                 pfn = start
             split_to_4k(s, pfn)
             nblocks = 1

@@ -12,7 +12,7 @@ from .boot import boot
 from .constants import N_COUNTERS
 from .engine import new_alloc_state, run_events, sample_plan, sample_until
 from .hydra_conf import to_sim_config
-from .metrics import COUNTER_NAMES, counters, pageblock_pollution
+from .metrics import COUNTER_NAMES, counters
 from .picture import region_codes
 from .policy import policy_params, served_callers
 from .prog_pack import pack_state
@@ -28,9 +28,7 @@ def timeseries_frame(samples: np.ndarray) -> pl.DataFrame:
     for name, i, scale in COUNTER_NAMES:
         cols[name] = samples[:, i] * scale
     cols["free_2m_blocks"] = samples[:, N_COUNTERS]
-    df = pl.DataFrame(cols)
-    polluted = pl.Series("pageblocks_polluted", samples[:, N_COUNTERS + 2])  # null where not scanned
-    return df.with_columns(pl.when(polluted >= 0).then(polluted).otherwise(None).alias("pageblocks_polluted"))
+    return pl.DataFrame(cols)
 
 
 def derived(c: dict) -> dict:
@@ -56,7 +54,7 @@ def simulate(cfg, progress: Optional[Callable[[int, int], None]] = None) -> SimR
     a_pfn = new_alloc_state(es.n_allocs)
     duration = float(sc.workload.duration_s)
     dt = max(sc.sample_interval_s, duration / max(sc.max_samples - 1, 1))
-    samples = sample_plan(int(duration / dt) + 2, sc.pollution_points, s.par)
+    samples = sample_plan(int(duration / dt) + 2)
     rc = np.zeros(1, np.int64)
     t_next, k = 0.0, 0
     n = es.n_events
@@ -70,9 +68,6 @@ def simulate(cfg, progress: Optional[Callable[[int, int], None]] = None) -> SimR
     loop_wall = time.perf_counter() - loop_t0
     t_next, k = sample_until(s, samples, k, t_next, dt, duration)
     final = {key: float(v) for key, v in counters(s).items()}
-    final.update({key: float(v) for key, v in pageblock_pollution(s).items()})
-    if k:
-        samples[k - 1, N_COUNTERS + 2] = final["pageblocks_polluted"]  # the series ends with the final state
     final.update(derived(final))
     eps = n / loop_wall if loop_wall > 0 else 0.0
     final["events_per_second"] = eps

@@ -53,7 +53,6 @@ P_SHRINK_BATCH = 31  # pages released per run at most (0: no limit)
 P_SHRINK_NEXT_US = 32  # next periodic run (state)
 P_SHRINK_ON_RECLAIM = 33  # reclaim runs the shrinker
 P_PACK_COUNT = 34  # live packs on pack_list (prog_pack.py)
-P_POLLUTION_EVERY = 35  # time-series samples between two pageblock-pollution scans
 N_PAR = 40
 
 # One 12-byte record per 4K page (struct page's fields the model needs).  The State holds
@@ -71,6 +70,7 @@ State = namedtuple(
         "pg_order", "pg_flags", "pg_mt",  # int8/uint8 per page
         "prot",  # uint8 per page: effective direct-map protection
         "pb_mt",  # uint8 per pageblock (order 9): migratetype
+        "pb_pin",  # int32 per pageblock: its pages pinned by unmovable/reclaimable/unmapped blocks (pollution.py)
         "pmd_map",  # uint8 per 2M region: MAP_NONE / MAP_LEAF / MAP_TABLE / MAP_TABLE_BOOT
         "pud_map",  # uint8 per 1G region: MAP_NONE / MAP_LEAF / MAP_TABLE
         "pmd_pt", "pud_pt",  # int32 per 2M / 1G region: pfn of the page table a split allocated
@@ -129,6 +129,7 @@ def new_state(nr_pages_span: int, ncpus: int) -> State:
         pg_mt=pages["mt"],
         prot=pages["prot"],
         pb_mt=np.full(n // PAGEBLOCK_NR_PAGES, MIGRATE_MOVABLE, np.uint8),
+        pb_pin=np.zeros(n // PAGEBLOCK_NR_PAGES, np.int32),
         pmd_map=np.zeros(n // PMD_PAGES, np.uint8),
         pud_map=np.zeros(n // PUD_PAGES, np.uint8),
         pmd_pt=np.full(n // PMD_PAGES, -1, np.int32),

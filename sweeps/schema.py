@@ -82,4 +82,21 @@ class Runtime:
                 return cls()
             return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), node))
 
-        return Runtime(get("ray", RayConf), get("tracking", TrackingConf), get("sweep", SweepConf))
+        rt = Runtime(get("ray", RayConf), get("tracking", TrackingConf), get("sweep", SweepConf))
+        rt.validate()
+        return rt
+
+    def validate(self) -> None:
+        """Ranges of the service's own settings, checked before any store or task is touched."""
+        from sim.config import ConfigError
+
+        if self.tracking.mode not in ("auto", "bulk", "client"):
+            raise ConfigError("tracking.mode", self.tracking.mode, "one of auto, bulk, client")
+        for key, value, lo, hi in (("tracking.client_threads", self.tracking.client_threads, 1, 64),
+                                   ("tracking.timeseries_steps", self.tracking.timeseries_steps, 0, 100000),
+                                   ("ray.max_retries", self.ray.max_retries, -1, 100),  # -1: forever
+                                   ("sweep.chunk_size", self.sweep.chunk_size, 0, 1 << 20),
+                                   ("sweep.max_in_flight", self.sweep.max_in_flight, 0, 1 << 20),
+                                   ("sweep.top", self.sweep.top, 0, 1 << 20)):
+            if not lo <= value <= hi:
+                raise ConfigError(key, value, f"{lo} <= value <= {hi}")

@@ -27,8 +27,6 @@ from typing import Any, Iterable, Optional
 from urllib.parse import unquote, urlparse
 
 MAX_PARAM_VALUE = 6000
-MAX_PARAMS_PER_BATCH = 100
-MAX_METRICS_PER_BATCH = 1000
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
 T_ROLE, T_HASH, T_SWEEP, T_POLICY, T_PARENT = ("dmfrag.role", "dmfrag.config_hash", "dmfrag.sweep_id",
@@ -155,8 +153,6 @@ class Tracker:
                 raise ValueError(f"tracking.mode=bulk needs a SQL store, not {uri}")
             self.store = store
         self.mode = mode
-        if not isinstance(threads, int) or not 1 <= threads <= 64:
-            raise ValueError(f"tracking.client_threads must be an integer in [1, 64], not {threads!r}")
         self.threads = threads
         if mode == "client":
             # set_terminated would fetch the run again (get_run) to print its URL: one more request
@@ -220,8 +216,7 @@ class Tracker:
         from mlflow.entities import Param
 
         items = [Param(k, _param_value(v)) for k, v in params.items()]
-        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(run.info.run_id, params=items[i:i + MAX_PARAMS_PER_BATCH])
+        self.client.log_batch(run.info.run_id, params=items)  # packed to the REST limits by the client
         return run.info.run_id
 
     def finish_parent(self, run_id: str, files: Iterable[Path], metrics: dict[str, float], failed: bool) -> None:
@@ -280,7 +275,7 @@ class Tracker:
             yield k, v, 0
         for col, values in res.get("series", {}).items():
             for i, v in enumerate(values):
-                if v is not None:  # a sampled-sparse column (pageblocks_polluted)
+                if v is not None:  # a sparse column
                     yield f"ts/{col}", v, i
 
     def _params(self, sc) -> list[tuple[str, str]]:
@@ -350,7 +345,7 @@ class Tracker:
         if db == "sqlite":
             sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
             dbapi.executemany(sql, rows)
-        elif db == "postgresql" and hasattr(dbapi.cursor(), "copy_expert"):
+        elif db == "postgresql" and type(dbapi).__module__.startswith("psycopg2"):
             import io
 
             buf = io.StringIO("".join(",".join(map(_csv_field, r)) + "\n" for r in rows))
@@ -367,9 +362,9 @@ class Tracker:
             self.artifact_client.log_artifacts(run_id, tmp)
 
     def _record_client(self, parent_id, sweep_id, job, res) -> str:
-        """Three requests per run when it has at most 100 params (create_run with the tags, one
-        log_batch, update_run): MlflowClient.log_batch packs params and metrics up to the REST
-        limits itself (100 params, 1000 entities per call)."""
+        """Three requests per run with at most 100 params (create_run with the tags, one
+        log_batch, set_terminated): MlflowClient.log_batch packs params and metrics up to the
+        REST limits itself (100 params, 1000 entities per call)."""
         from mlflow.entities import Metric, Param
 
         run = self.client.create_run(self.experiment_id, tags=self._child_tags(parent_id, sweep_id, job, res))

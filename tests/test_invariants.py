@@ -69,3 +69,52 @@ def test_freeing_everything_restores_free_memory(ops):
     c = m.counters()
     assert c["nr_free_pages"] == c["managed_pages"] - c["direct_map_pt_pages"]
     assert m.check() == []
+
+
+policy_op = st.one_of(
+    st.tuples(st.just("alloc"), st.integers(0, 10), st.sampled_from(MT)),
+    st.tuples(st.just("unmapped"), st.integers(0, 3), st.none()),
+    st.tuples(st.just("free"), st.integers(0, 10_000), st.none()),
+    st.tuples(st.just("shrink"), st.integers(0, 2048), st.none()),
+    st.tuples(st.just("pack"), st.integers(1, 70_000), st.none()),
+    st.tuples(st.just("drain"), st.none(), st.none()),
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=st.lists(policy_op, max_size=80),
+       policy=st.sampled_from(["none", "unmapped_cache", "migratetype", "grouped_pages", "prog_pack", "execmem_rox"]),
+       release=st.sampled_from(["2m", "4k"]))
+def test_policies_keep_invariants(ops, policy, release):
+    """The policies' caches, shrinkers and code packs keep every invariant, including the
+    incrementally kept pageblock pollution (== the O(pages) walk == a numpy recount)."""
+    from sim.config import PolicyConfig
+
+    release = "4k" if policy == "grouped_pages" else release  # it frees single 4K pages
+    m = Machine(MachineConfig(mem_mib=1024, cpus=2, pcp=True), PolicyConfig(name=policy, release=release))
+    live, packs = [], []
+    for kind, a, b in ops:
+        if kind == "alloc" or kind == "unmapped":
+            pfn = m.alloc_pages(a, b or "unmovable", unmapped=kind == "unmapped")
+            if pfn is not None:
+                live.append((pfn, a))
+        elif kind == "free" and (live or packs):
+            if packs and (a % 2 or not live):
+                m.bpf_prog_pack_free(*packs.pop(a % len(packs)))
+            else:
+                m.free_pages(*live.pop(a % len(live)))
+        elif kind == "shrink":
+            m.shrink(a)
+        elif kind == "pack" and policy in ("prog_pack", "execmem_rox") and a <= 2 * 1024 * 1024:
+            h = m.bpf_prog_pack_alloc(a)
+            if h is not None:
+                packs.append((h, a))
+        elif kind == "drain":
+            m.drain_all_pages()
+        assert m.check() == [], (kind, a, b)
+    for pfn, order in live:
+        m.free_pages(pfn, order)
+    for h, size in packs:
+        m.bpf_prog_pack_free(h, size)
+    m.shrink()
+    assert m.check() == []

@@ -125,7 +125,9 @@ def test_failing_config_is_recorded_and_others_finish(tmp_path, ray_address):
 
 @pytest.mark.parametrize("override,key", [("workload.duration_s=-5", "workload.duration_s"),
                                           ("machine.mem_mb=512", "machine.mem_mb"),
-                                          ("seed=abc", "seed")])
+                                          ("seed=abc", "seed"),
+                                          ("tracking.client_threads=0", "tracking.client_threads"),
+                                          ("sweep.chunk_size=-1", "sweep.chunk_size")])
 def test_bad_override_fails_before_anything_starts(tmp_path, override, key):
     p = run_cli(tmp_path, None, *TINY, "seed=0,1", override)
     assert p.returncode != 0
