@@ -232,11 +232,6 @@ def new_alloc_state(n_allocs: int) -> np.ndarray:
 
 
 
-def sample_plan(n_samples: int) -> np.ndarray:
-    """The samples array of a run: the counters, free 2M blocks and the time per row."""
-    return np.zeros((n_samples, N_SAMPLE_COLS), np.int64)
-
-
 @njit
 def sample_until(s, samples, k, t_next_sample, sample_dt, t_end):
     """Samples after the last event, up to the end of the simulated duration."""

@@ -13,10 +13,8 @@ from .constants import (
     C_DM_4K, C_EVENTS, C_FREE_PAGES, C_FREES, C_KSWAPD, C_L2_COLLAPSES, C_L2_SPLITS,
     C_L3_COLLAPSES, C_L3_SPLITS, C_NP_PAGES, C_NR_FREE, C_NR_PCP, C_PCP_DRAIN,
     C_PCP_REFILL, C_PT_PAGES, C_RECLAIM, C_RO_PAGES, C_SHRINK_RUNS, C_STEAL, C_TLB_FLUSH,
-    C_UNMAPPED_ALLOCS, MIGRATETYPE_NAMES, NR_PAGE_ORDERS, PG_ALLOC, PG_BUDDY, PG_CACHE,
-    MIGRATE_MOVABLE, PAGEBLOCK_NR_PAGES,
+    C_UNMAPPED_ALLOCS, MIGRATETYPE_NAMES, NR_PAGE_ORDERS, PG_BUDDY,
 )
-from .jit import njit
 from .state import (
     P_MANAGED, P_MIN_FREE_KB, P_RAM_PAGES, P_WMARK_HIGH, P_WMARK_LOW, P_WMARK_MIN,
 )
@@ -98,37 +96,6 @@ def counters(s) -> dict[str, int]:
     for i, name in enumerate(MIGRATETYPE_NAMES):
         out[f"pageblocks_{name}"] = int(tally[i])
     return out
-
-
-@njit
-def pageblock_pollution_scan(s):
-    """(polluted, mixed): pageblocks holding an unmovable / reclaimable / unmapped block,
-    allocated or in a policy's cache (2M that neither reclaim nor compaction can free),
-    and of those the MIGRATE_MOVABLE ones (fallback steals). A compiled walk over block
-    heads (free and allocated blocks are skipped whole): O(pages). The model keeps both
-    incrementally (pollution.py, counters pageblocks_polluted / pageblocks_mixed); this
-    walk is the reference the invariants check them against."""
-    n = s.pg_flags.shape[0]
-    polluted = 0
-    mixed = 0
-    pinned_until = 0  # end of a pinning block of order > pageblock_order: its later pageblocks
-    for pb in range(s.pb_mt.shape[0]):
-        pfn = pb * PAGEBLOCK_NR_PAGES
-        end = min(pfn + PAGEBLOCK_NR_PAGES, n)
-        if pfn < pinned_until:
-            polluted += 1
-            mixed += s.pb_mt[pb] == MIGRATE_MOVABLE
-            continue
-        while pfn < end:
-            f = s.pg_flags[pfn]
-            size = (1 << np.int64(s.pg_order[pfn])) if f & (PG_ALLOC | PG_BUDDY) else 1
-            if f & (PG_ALLOC | PG_CACHE) and s.pg_mt[pfn] != MIGRATE_MOVABLE:
-                polluted += 1
-                mixed += s.pb_mt[pb] == MIGRATE_MOVABLE
-                pinned_until = pfn + size
-                break
-            pfn += size
-    return polluted, mixed
 
 
 def pageblock_pollution(s) -> dict[str, int]:

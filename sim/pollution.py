@@ -7,8 +7,8 @@ of a block head's flags, order or migratetype is wrapped as
     before = pin_weight(s, pfn); <change>; pin_update(s, pfn, before)
 
 and a pageblock's migratetype is set through `set_pageblock_mt`. So sampling the time
-series reads two counters instead of walking the pages (`metrics.pageblock_pollution_scan`,
-the reference the invariants compare against)."""
+series reads two counters instead of walking the pages; `invariants.pollution_recount`
+recounts both, and every pageblock's pins, from the arrays."""
 import numpy as np
 
 from .constants import (

@@ -10,7 +10,7 @@ import polars as pl
 
 from .boot import boot
 from .constants import N_COUNTERS
-from .engine import new_alloc_state, run_events, sample_plan, sample_until
+from .engine import N_SAMPLE_COLS, new_alloc_state, run_events, sample_until
 from .hydra_conf import to_sim_config
 from .metrics import COUNTER_NAMES, counters
 from .picture import region_codes
@@ -54,7 +54,7 @@ def simulate(cfg, progress: Optional[Callable[[int, int], None]] = None) -> SimR
     a_pfn = new_alloc_state(es.n_allocs)
     duration = float(sc.workload.duration_s)
     dt = max(sc.sample_interval_s, duration / max(sc.max_samples - 1, 1))
-    samples = sample_plan(int(duration / dt) + 2)
+    samples = np.zeros((int(duration / dt) + 2, N_SAMPLE_COLS), np.int64)
     rc = np.zeros(1, np.int64)
     t_next, k = 0.0, 0
     n = es.n_events
