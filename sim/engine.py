@@ -10,7 +10,10 @@ from .constants import (
 )
 from .directmap import change_page_attr
 from .jit import njit, njit_inline, prefetch
-from .page_alloc import ALLOC_WMARK_LOW, ALLOC_WMARK_MIN, __alloc_pages_noreclaim, __free_pages, alloc_failed
+from .page_alloc import (
+    ALLOC_WMARK_LOW, ALLOC_WMARK_MIN, __alloc_pages_noreclaim, __alloc_pages_slowpath, __free_pages, alloc_failed,
+    get_page_from_freelist,
+)
 from .policy import (
     NOT_SERVED, SERVED_CHUNKS, policy_alloc, policy_free, policy_reclaim, policy_tick, sync_policy_counters,
 )
@@ -100,11 +103,12 @@ def kswapd_reclaim(s, a_pfn, a_info, c_on_free, rc):
         i += 1
 
 
-@njit_inline
-def alloc_with_reclaim(s, order, mt, a_pfn, a_info, c_on_free, rc):
-    """__alloc_pages: fast path; below the low watermark wake kswapd (reclaim to high);
-    then the min watermark and a per-CPU drain; else count a failure for this order."""
-    pfn = __alloc_pages_noreclaim(s, order, mt, s.par[P_CPU], ALLOC_WMARK_LOW)
+@njit
+def __alloc_pages_reclaim(s, order, mt, a_pfn, a_info, c_on_free, rc):
+    """__alloc_pages after its fast path failed at the low watermark: the min watermark
+    and a per-CPU drain; then wake kswapd (reclaim to high) and retry at min; else count
+    a failure for this order."""
+    pfn = __alloc_pages_slowpath(s, order, mt, s.par[P_CPU], ALLOC_WMARK_LOW)
     if pfn >= 0:
         return pfn
     kswapd_reclaim(s, a_pfn, a_info, c_on_free, rc)
@@ -136,20 +140,19 @@ def policy_or_pack_alloc(s, order, served, info):
 
 
 @njit
-def alloc_unmapped(s, order, mt, served, info, a_pfn, a_info, c_on_free, rc):
-    """A __GFP_UNMAPPED request: through the policy; on failure reclaim once and retry;
-    NOT_SERVED (no policy, size limit, order not served) -> today's path."""
-    if served:
+def alloc_unmapped(s, order, served, info, a_pfn, a_info, c_on_free, rc):
+    """A __GFP_UNMAPPED request: through the policy; on failure reclaim once and retry.
+    Returns the pfn, -1 on failure, or NOT_SERVED (no policy, size limit, order not
+    served): then the caller takes today's path."""
+    if not served:
+        return NOT_SERVED
+    pfn = policy_or_pack_alloc(s, order, served, info)
+    if pfn == -1:
+        kswapd_reclaim(s, a_pfn, a_info, c_on_free, rc)
         pfn = policy_or_pack_alloc(s, order, served, info)
         if pfn == -1:
-            kswapd_reclaim(s, a_pfn, a_info, c_on_free, rc)
-            pfn = policy_or_pack_alloc(s, order, served, info)
-            if pfn == -1:
-                alloc_failed(s, order)
-                return -1, True
-        if pfn != NOT_SERVED:
-            return pfn, True
-    return alloc_with_reclaim(s, order, mt, a_pfn, a_info, c_on_free, rc), False
+            alloc_failed(s, order)
+    return pfn
 
 
 @njit
@@ -200,20 +203,24 @@ def run_events(s, ev_time, ev_code, ev_info, a_info, a_pfn, c_mt, c_on_alloc, c_
         policy_tick(s, np.int64(t * 1e6))
         if (code & 1) == 0:
             flags = (info >> 24) & 255
+            pfn = NOT_SERVED
             if flags & AF_UNMAPPED:
                 s.ctr[C_UNMAPPED_ALLOCS] += 1
-                pfn, by_policy = alloc_unmapped(s, order, c_mt[caller], c_served[caller], info, a_pfn, a_info,
-                                                c_on_free, rc)
-            else:
-                pfn = alloc_with_reclaim(s, order, c_mt[caller], a_pfn, a_info, c_on_free, rc)
-                by_policy = False
+                pfn = alloc_unmapped(s, order, c_served[caller], info, a_pfn, a_info, c_on_free, rc)
+            by_policy = pfn != NOT_SERVED
+            if not by_policy:
+                # __alloc_pages: the fast path inlined here (a call from compiled code passes
+                # every array of the state, ~200 values, more than the fast path's work)
+                pfn = get_page_from_freelist(s, order, c_mt[caller], s.par[P_CPU], ALLOC_WMARK_LOW)
+                if pfn < 0:
+                    pfn = __alloc_pages_reclaim(s, order, c_mt[caller], a_pfn, a_info, c_on_free, rc)
             if PACK_HANDLE_BASE < pfn < 0:
                 a_pfn[aid] = FAILED
                 continue
             a_pfn[aid] = pfn
             if pfn < 0:
                 continue  # a handle for chunks of a bpf_prog_pack
-            if (flags & AF_ACTION) and not by_policy:
+            if (flags & AF_ACTION) and not by_policy:  # (only callers with an on_alloc action)
                 apply_alloc_action(s, pfn, 1 << order, c_on_alloc[caller])
         else:
             pfn = a_pfn[aid]

@@ -309,6 +309,17 @@ def __rmqueue(s, order, mt, nofragment):
     return pfn
 
 
+@njit_inline
+def rmqueue_inline(s, order, mt, nofragment):
+    """__rmqueue with its common case (a block on mt's own lists) inlined into the caller and
+    the fallbacks called out of line: a call from compiled code passes every array of the
+    state, which costs more than the common case itself."""
+    pfn = __rmqueue_smallest(s, order, mt)
+    if pfn < 0:
+        pfn = __rmqueue(s, order, mt, nofragment)
+    return pfn
+
+
 # --- per-CPU lists (order 0) -----------------------------------------------------
 
 
@@ -365,7 +376,7 @@ def rmqueue_bulk(s, cpu, mt, count, nofragment):
     s.ctr[C_PCP_REFILL] += 1
     got = 0
     for _ in range(count):
-        pfn = __rmqueue(s, 0, mt, nofragment)
+        pfn = rmqueue_inline(s, 0, mt, nofragment)
         if pfn < 0:
             break
         pcp_add(s, cpu, mt, pfn, True)
@@ -477,6 +488,16 @@ def __alloc_pages_noreclaim(s, order, mt, cpu, alloc_flags):
     pfn = get_page_from_freelist(s, order, mt, cpu, alloc_flags)
     if pfn >= 0:
         return pfn
+    return __alloc_pages_slowpath(s, order, mt, cpu, alloc_flags)
+
+
+@njit
+def __alloc_pages_slowpath(s, order, mt, cpu, alloc_flags):
+    """__alloc_pages_slowpath without reclaim, after get_page_from_freelist failed at
+    alloc_flags: the min watermark, then again after draining the per-CPU lists. The
+    event loop inlines the fast path and calls this out of line (a call passes every
+    array of the state)."""
+    pfn = -1
     if alloc_flags == ALLOC_WMARK_LOW:
         pfn = get_page_from_freelist(s, order, mt, cpu, ALLOC_WMARK_MIN)
         if pfn >= 0:

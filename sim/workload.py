@@ -195,7 +195,9 @@ def generate(wl: WorkloadConfig, managed_pages: int, ncpus: int, seed: int) -> E
     duration = float(wl.duration_s)
     names = list(wl.callers)
     c_mt = np.array([MIGRATETYPES[wl.callers[n].migratetype] for n in names] or [0], np.uint8)
-    act_frac = np.array([wl.callers[n].on_alloc_fraction for n in names] or [0.0])
+    # AF_ACTION only where there is an action: the loop skips the call for the rest
+    act_frac = np.array([wl.callers[n].on_alloc_fraction if wl.callers[n].on_alloc != "none" else 0.0
+                         for n in names] or [0.0])
     cols = {k: [np.zeros(0, dt)] for k, dt in (("t", float), ("t_free", float), ("n", np.int64), ("info", np.int64))}
 
     for ci, name in enumerate(names):
