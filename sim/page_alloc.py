@@ -442,7 +442,7 @@ def rmqueue(s, order, mt, cpu):
             return -1
         pcp_del(s, cpu, mt, pfn)
         return pfn
-    pfn = __rmqueue(s, order, mt, nofrag)
+    pfn = rmqueue_inline(s, order, mt, nofrag)
     if pfn < 0 and nofrag:
         pfn = __rmqueue(s, order, mt, False)
     return pfn
@@ -482,10 +482,17 @@ def alloc_failed(s, order):
 
 
 @njit
+def get_page_from_freelist_call(s, order, mt, cpu, alloc_flags):
+    """get_page_from_freelist out of line, for the slow paths: the event loop inlines its own
+    copy, every other caller shares this one (each inlined copy costs compile time)."""
+    return get_page_from_freelist(s, order, mt, cpu, alloc_flags)
+
+
+@njit
 def __alloc_pages_noreclaim(s, order, mt, cpu, alloc_flags):
     """The allocator without reclaim: fast path at the low watermark, then the
     min watermark, then again after draining the per-CPU lists."""
-    pfn = get_page_from_freelist(s, order, mt, cpu, alloc_flags)
+    pfn = get_page_from_freelist_call(s, order, mt, cpu, alloc_flags)
     if pfn >= 0:
         return pfn
     return __alloc_pages_slowpath(s, order, mt, cpu, alloc_flags)
@@ -499,7 +506,7 @@ def __alloc_pages_slowpath(s, order, mt, cpu, alloc_flags):
     array of the state)."""
     pfn = -1
     if alloc_flags == ALLOC_WMARK_LOW:
-        pfn = get_page_from_freelist(s, order, mt, cpu, ALLOC_WMARK_MIN)
+        pfn = get_page_from_freelist_call(s, order, mt, cpu, ALLOC_WMARK_MIN)
         if pfn >= 0:
             return pfn
     if s.ctr[C_NR_PCP] > 0:

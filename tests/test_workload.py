@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 
 import sim
 from sim.hydra_conf import to_sim_config
+from sim.radix import argsort_stable
 from sim.workload import generate, sorted_uniform
 
 
@@ -56,3 +57,13 @@ def test_sorted_uniform_is_sorted_and_uniform():
     hist = np.histogram(x, bins=8, range=(-1, 3))[0]
     assert np.all(np.abs(hist - 25_000) < 5 * np.sqrt(25_000))
     assert sorted_uniform(np.random.default_rng(0), 0, 0.0, 1.0).size == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.floats(allow_nan=False), st.sampled_from([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf])),
+                max_size=300))
+def test_radix_argsort_is_numpys_stable_argsort(values):
+    """The free-time sort: the same permutation as np.argsort(kind="stable"), ties (and
+    0.0 / -0.0) in index order, negative times (fill phase) before positive ones."""
+    x = np.array(values, dtype=np.float64)
+    assert np.array_equal(argsort_stable(x), np.argsort(x, kind="stable"))
