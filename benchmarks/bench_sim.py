@@ -8,6 +8,7 @@ Prints one table; numbers go into the README. The first run compiles (numba cach
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import sim
@@ -16,18 +17,26 @@ from sim.hydra_conf import to_sim_config
 from sim.state import state_nbytes
 
 
-def run(label: str, overrides: list[str]) -> dict:
+def run(label: str, overrides: list[str], repeat: int) -> dict:
+    """The run `repeat` times (deterministic: same counters each time); the loop rate as
+    the median, with the range (this shared machine varies by +-15 % run to run)."""
     cfg = sim.load_config(overrides)
-    t0 = time.perf_counter()
-    r = sim.simulate(cfg)
-    wall = time.perf_counter() - t0
+    rates, walls = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        r = sim.simulate(cfg)
+        walls.append(time.perf_counter() - t0)
+        rates.append(r.events_per_second)
     mc = to_sim_config(cfg).machine
     s = boot(mc)
     pages = mc.mem_mib * 256
+    wall = statistics.median(walls)
     return {
         "run": label,
         "events": r.n_events,
-        "loop events/s": r.events_per_second,
+        "loop events/s (median)": statistics.median(rates),
+        "min": min(rates),
+        "max": max(rates),
         "wall s": wall,
         "events/s incl. boot+workload": r.n_events / wall,
         "state bytes/page": state_nbytes(s) / pages,
@@ -40,18 +49,19 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--policies", default="none,unmapped_cache,migratetype,grouped_pages,prog_pack,execmem_rox",
                     help="comma-separated policy names, one row each")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each row (median loop rate)")
     args = ap.parse_args()
     sim.simulate(sim.load_config(["machine=small", "workload.duration_s=1"]))  # compile / load cache
     rows = []
     big = "machine.mem_mib=16384" if args.quick else "machine.mem_mib=65536"
     for pol in args.policies.split(","):
         rows.append(run(f"64 GiB mixed 600 s, policy={pol}" if not args.quick else f"16 GiB mixed, policy={pol}",
-                        [big, "machine.cpus=16", "workload=mixed", f"policy={pol}"]))
+                        [big, "machine.cpus=16", "workload=mixed", f"policy={pol}"], args.repeat))
     # cost linear in events: the same machine, twice the simulated time
-    rows.append(run("same, 2x duration", [big, "machine.cpus=16", "workload=mixed", "workload.duration_s=1200"]))
+    rows.append(run("same, 2x duration", [big, "machine.cpus=16", "workload=mixed", "workload.duration_s=1200"], args.repeat))
     if not args.quick:
         rows.append(run("1 TiB idle 60 s", ["machine=server1t", "workload=idle", "workload.duration_s=60",
-                                            "workload.target_utilisation=0.5"]))
+                                            "workload.target_utilisation=0.5"], args.repeat))
     keys = list(rows[0])
     print(" | ".join(keys))
     for r in rows:

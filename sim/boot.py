@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from .config import MachineConfig, validate_machine
-from .constants import MAX_PAGE_ORDER, PG_HOLE, PG_RESERVED
+from .constants import MAX_PAGE_ORDER
 from .jit import njit
 from .page_alloc import __free_one_page
 from .state import (
     P_COLLAPSE, P_MANAGED, P_MIN_FREE_KB, P_NCPUS, P_NOFRAGMENT, P_NR_PAGES, P_PCP_BATCH,
     P_PCP_HIGH, P_PCP_ON, P_RAM_PAGES, P_WMARK_HIGH, P_WMARK_LOW, P_WMARK_MIN, State,
-    boot_layout, init_direct_map, kb_ranges_to_pfns, mark_reserved, new_state, watermarks,
+    boot_layout, init_direct_map, kb_ranges_to_pfns, mark_reserved, new_state, subtract_ranges, watermarks,
 )
 
 
@@ -45,19 +45,17 @@ def zone_highsize(wmark_low: int, batch: int, ncpus: int) -> int:
 
 def boot(mc: MachineConfig) -> State:
     validate_machine(mc)
-    is_ram, reserved = boot_layout(mc)
-    s = new_state(is_ram.size, mc.cpus)
-    init_direct_map(s, is_ram, mc.direct_gbpages, kb_ranges_to_pfns(mc.pte_mapped))
+    span, ram, reserved = boot_layout(mc)
+    s = new_state(span, mc.cpus)
+    init_direct_map(s, ram, mc.direct_gbpages, kb_ranges_to_pfns(mc.pte_mapped))
     mark_reserved(s, reserved)
-    free = (s.pg_flags & (PG_HOLE | PG_RESERVED)) == 0
-    d = np.diff(free.astype(np.int8), prepend=0, append=0)
-    starts = np.flatnonzero(d == 1).astype(np.int64)
-    ends = np.flatnonzero(d == -1).astype(np.int64)
+    free = np.array(subtract_ranges(ram, reserved), np.int64).reshape(-1, 2)
+    starts, ends = free[:, 0].copy(), free[:, 1].copy()
     managed = int((ends - starts).sum())
     min_kb, wmin, wlow, whigh = watermarks(managed, mc.min_free_kbytes, mc.watermark_scale_factor)
     par = s.par
-    par[P_NR_PAGES] = is_ram.size
-    par[P_RAM_PAGES] = int(is_ram.sum())
+    par[P_NR_PAGES] = span
+    par[P_RAM_PAGES] = sum(b - a for a, b in ram)
     par[P_MANAGED] = managed
     par[P_MIN_FREE_KB] = min_kb
     par[P_WMARK_MIN], par[P_WMARK_LOW], par[P_WMARK_HIGH] = wmin, wlow, whigh

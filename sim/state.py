@@ -156,45 +156,65 @@ def state_nbytes(s: State) -> int:
     return sum(a.nbytes for a in s)
 
 
-def boot_layout(mc) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """The machine's memory layout at boot (vectorized).
+def subtract_ranges(ranges, cut) -> list[tuple[int, int]]:
+    """Sorted disjoint pfn ranges covered by `ranges` and by none of `cut` (interval
+    arithmetic on the few boundaries, not per page)."""
+    bounds = sorted({x for r in list(ranges) + list(cut) for x in r})
+    out: list[tuple[int, int]] = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        if any(a <= lo < b for a, b in ranges) and not any(a <= lo < b for a, b in cut):
+            if out and out[-1][1] == lo:
+                out[-1] = (out[-1][0], hi)
+            else:
+                out.append((lo, hi))
+    return out
 
-    Returns `is_ram` (bool per 4K page of the padded span) and the reserved pfn ranges:
-    the config's reservations, the kernel image at CONFIG_PHYSICAL_START and the memmap
-    (struct page, 64 bytes per 4K page) allocated top-down by memblock.
+
+def ranges_mask(n: int, ranges) -> np.ndarray:
+    mask = np.zeros(n, bool)
+    for a, b in ranges:
+        mask[a:b] = True
+    return mask
+
+
+def boot_layout(mc) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
+    """The machine's memory layout at boot, as pfn ranges.
+
+    Returns the pfn span (padded to a whole 1G), the RAM ranges (memory minus holes) and
+    the reserved ranges: the config's reservations, the kernel image at
+    CONFIG_PHYSICAL_START and the memmap (struct page, 64 bytes per 4K page) allocated
+    top-down by memblock.
     """
     ram_pages = mc.mem_mib * 256
     span = -(-ram_pages // PUD_PAGES) * PUD_PAGES
-    is_ram = np.zeros(span, bool)
-    is_ram[:ram_pages] = True
-    for a, b in kb_ranges_to_pfns(mc.holes):
-        is_ram[a:b] = False
+    ram = subtract_ranges([(0, ram_pages)], kb_ranges_to_pfns(mc.holes))
     reserved = kb_ranges_to_pfns(mc.reserved)
     if mc.kernel_image_mib:
         a = mc.kernel_phys_start_mib * 256
         reserved.append((a, a + mc.kernel_image_mib * 256))
     if mc.memmap:
-        nr_ram = int(is_ram.sum())
-        need = -(-nr_ram * 64 // 4096)
-        # memblock allocates top-down: take the highest RAM pages
-        ram_idx = np.flatnonzero(is_ram[:ram_pages])
-        top = ram_idx[-need:] if need else ram_idx[:0]
-        if len(top):
-            # contiguous runs of the chosen pages
-            breaks = np.flatnonzero(np.diff(top) != 1)
-            starts = np.concatenate(([top[0]], top[breaks + 1]))
-            ends = np.concatenate((top[breaks] + 1, [top[-1] + 1]))
-            reserved.extend(zip(starts.tolist(), ends.tolist()))
-    return is_ram, reserved
+        need = -(-sum(b - a for a, b in ram) * 64 // 4096)
+        top = []  # memblock allocates top-down: the highest RAM pages
+        for a, b in reversed(ram):
+            if need <= 0:
+                break
+            take = min(need, b - a)
+            top.append((b - take, b))
+            need -= take
+        reserved.extend(reversed(top))
+    return span, ram, reserved
 
 
-def init_direct_map(s: State, is_ram: np.ndarray, direct_gbpages: bool, pte_mapped) -> None:
+def init_direct_map(s: State, ram, direct_gbpages: bool, pte_mapped) -> None:
     """Map all RAM with the largest pages possible (arch/x86/mm/init.c split_mem_range):
     1G where a whole aligned 1G is RAM and direct_gbpages is on, 2M where a whole
     aligned 2M is RAM, 4K elsewhere (edges of holes) and in the `pte_mapped` ranges."""
-    n = is_ram.size
-    s.prot[:] = np.where(is_ram, PAGE_KERNEL, 0).astype(np.uint8)
-    ram2m = is_ram.reshape(-1, PMD_PAGES)
+    n = s.prot.shape[0]
+    for a, b in ram:  # the state starts zeroed: prot 0 and no flags
+        s.prot[a:b] = PAGE_KERNEL
+    for a, b in subtract_ranges([(0, n)], ram):
+        s.pg_flags[a:b] = PG_HOLE
+    ram2m = ranges_mask(n, ram).reshape(-1, PMD_PAGES)
     full2m = ram2m.all(axis=1)
     any2m = ram2m.any(axis=1)
     forced = np.zeros(n // PMD_PAGES, bool)
@@ -210,8 +230,7 @@ def init_direct_map(s: State, is_ram: np.ndarray, direct_gbpages: bool, pte_mapp
     in1g = np.repeat(full1g, 512)
     s.ctr[C_DM_1G] = int(full1g.sum())
     s.ctr[C_DM_2M] = int(((s.pmd_map == MAP_LEAF) & ~in1g).sum())
-    s.ctr[C_DM_4K] = int(is_ram[np.repeat(s.pmd_map >= MAP_TABLE, PMD_PAGES)].sum())
-    s.pg_flags[~is_ram] = PG_HOLE
+    s.ctr[C_DM_4K] = int(ram2m[s.pmd_map >= MAP_TABLE].sum())
 
 
 def mark_reserved(s: State, reserved) -> None:

@@ -4,9 +4,11 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sim import Machine, MachineConfig
-from sim.state import watermarks
+from sim.state import boot_layout, ranges_mask, subtract_ranges, watermarks
 
 
 def bare(mem_mib=256, **kw):
@@ -53,6 +55,30 @@ def test_boot_reservations_make_unmovable_pageblocks():
     assert (pb[16 * 256 // 512:24 * 256 // 512] == 0).all()
     assert pb[0] == 1 and pb[-1] == 1
     assert m.counters()["managed_pages"] == 256 * 256 - 8 * 256
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(1, 80)), max_size=6),
+       st.lists(st.tuples(st.integers(0, 300), st.integers(1, 80)), max_size=6))
+def test_boot_ranges_equal_the_per_page_layout(ranges, cut):
+    """Boot computes RAM minus holes minus reservations on range boundaries, not per page:
+    the same pages as the per-page masks, as sorted, disjoint, maximal ranges."""
+    ranges = [(a, a + n) for a, n in ranges]
+    cut = [(a, a + n) for a, n in cut]
+    got = subtract_ranges(ranges, cut)
+    want = ranges_mask(400, ranges) & ~ranges_mask(400, cut)
+    assert np.array_equal(ranges_mask(400, got), want)
+    assert all(a < b for a, b in got) and all(b1 < a2 for (_, b1), (a2, _) in zip(got, got[1:]))
+
+
+def test_memmap_is_reserved_top_down_below_the_holes():
+    """memblock_alloc of the memmap (64 bytes per 4K page) takes the highest RAM pages."""
+    mc = MachineConfig(mem_mib=64, holes=[[60 * 1024, 2048]], kernel_image_mib=0)
+    span, ram, reserved = boot_layout(mc)
+    need = -(-(64 * 256 - 512) * 64 // 4096)
+    assert span == 262144 and ram == [(0, 60 * 256), (60 * 256 + 512, 64 * 256)]
+    assert reserved == [(64 * 256 - need, 64 * 256)]
+    assert Machine(mc).counters()["managed_pages"] == 64 * 256 - 512 - need
 
 
 def test_expand_leaves_one_block_of_each_lower_order():
