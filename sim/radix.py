@@ -1,7 +1,7 @@
 """A stable argsort of float64 keys: LSD radix sort, compiled.
 
 The workload sorts the freed objects by free time (tens of millions of random floats);
-numpy's argsort takes 2.2 s for 13 M of them, this about half of that. Stable, so
+numpy's argsort takes 2.2 s for 13 M of them, this takes about half of that. Stable, so
 equal times keep index order (numpy's quicksort leaves their order unspecified).
 """
 import numpy as np
