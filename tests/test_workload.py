@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 import sim
 from sim.hydra_conf import to_sim_config
 from sim.radix import argsort_stable
-from sim.workload import generate, sorted_uniform
+from sim.workload import AF_ACTION, FLAGS_SHIFT, generate, sorted_uniform
 
 
 def stream(seed, duration, util, workload="mixed"):
@@ -49,6 +49,22 @@ def test_background_fill_reaches_its_share():
         if share:  # background callers fill share x utilisation x managed pages before t = 0
             got = pages[es.a_caller == ci].sum()
             assert abs(got - share * 0.5 * (1 << 16)) <= 512, name
+
+
+def test_on_alloc_action_flag_follows_the_callers_action_and_fraction():
+    """AF_ACTION marks the allocations whose caller applies an on_alloc action (the loop
+    calls apply_alloc_action only for those): all of them at on_alloc_fraction 1, about
+    the fraction below 1, none for callers whose on_alloc is none."""
+    es = stream(3, 600, 0.5)
+    callers = sim.load_config(["workload=mixed"]).workload.callers
+    acted = ((es.a_info >> FLAGS_SHIFT) & AF_ACTION) != 0
+    for ci, name in enumerate(es.caller_names):
+        mine = es.a_caller == ci
+        frac = callers[name].get("on_alloc_fraction", 1.0) if callers[name].get("on_alloc", "none") != "none" else 0.0
+        if frac in (0.0, 1.0):
+            assert np.all(acted[mine] == bool(frac)), name
+        else:
+            assert abs(acted[mine].mean() - frac) < 0.1, name
 
 
 def test_sorted_uniform_is_sorted_and_uniform():
