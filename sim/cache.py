@@ -18,7 +18,7 @@ from .constants import (
 from .directmap import change_page_attr, collapse_large_pages
 from .jit import njit
 from .page_alloc import ALLOC_WMARK_MIN, __alloc_pages_noreclaim, __free_pages
-from .pollution import pin_update, pin_weight
+from .pollution import set_block_head, set_head_flags
 from .state import (
     P_CACHE_BUDDY, P_CACHE_COLLAPSE, P_CACHE_FALLBACK_ORDERS, P_CACHE_MASK_CLR, P_CACHE_MASK_SET,
     P_CACHE_RELEASE_2M, P_CACHE_RELEASE_EMPTY, P_CACHE_RESET_RELEASE, P_CPU, P_NR_PAGES,
@@ -38,11 +38,8 @@ def cache_held_add(s, delta):
 
 @njit
 def cache_add(s, pfn, order, tail):
-    before = pin_weight(s, pfn)
-    s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ (PG_ALLOC | PG_PCP))) | PG_BUDDY | PG_CACHE
-    s.pg_order[pfn] = order
-    s.pg_mt[pfn] = MIGRATE_UNMOVABLE
-    pin_update(s, pfn, before)
+    set_block_head(s, pfn, (s.pg_flags[pfn] & (0xFF ^ (PG_ALLOC | PG_PCP))) | PG_BUDDY | PG_CACHE, order,
+                   MIGRATE_UNMOVABLE)
     head = s.cache_head[order]
     if head < 0:
         s.pg_next[pfn] = -1
@@ -78,9 +75,7 @@ def cache_del(s, pfn, order):
         s.cache_tail[order] = prv
     s.pg_next[pfn] = -1
     s.pg_prev[pfn] = -1
-    before = pin_weight(s, pfn)
-    s.pg_flags[pfn] &= 0xFF ^ (PG_BUDDY | PG_CACHE)
-    pin_update(s, pfn, before)
+    set_head_flags(s, pfn, s.pg_flags[pfn] & (0xFF ^ (PG_BUDDY | PG_CACHE)))
     s.cache_nr[order] -= 1
     s.ctr[C_CACHE_FREE] -= 1 << order
 
@@ -139,13 +134,9 @@ def cache_refill(s, order):
         pfn = __alloc_pages_noreclaim(s, o, MIGRATE_UNMOVABLE, s.par[P_CPU], ALLOC_WMARK_MIN)
         if pfn < 0:
             continue
-        before = pin_weight(s, pfn)
-        s.pg_flags[pfn] &= 0xFF ^ PG_ALLOC
-        pin_update(s, pfn, before)
+        set_head_flags(s, pfn, s.pg_flags[pfn] & (0xFF ^ PG_ALLOC))
         if change_page_attr(s, pfn, 1 << o, s.par[P_CACHE_MASK_SET], s.par[P_CACHE_MASK_CLR], False) != 0:
-            before = pin_weight(s, pfn)
-            s.pg_flags[pfn] |= PG_ALLOC
-            pin_update(s, pfn, before)
+            set_head_flags(s, pfn, s.pg_flags[pfn] | PG_ALLOC)
             __free_pages(s, pfn, o, s.par[P_CPU])
             return False
         if o == CACHE_MAX_ORDER:
@@ -179,11 +170,7 @@ def cache_alloc(s, order, max_pages):
         pfn = cache_rmqueue(s, order)
         if pfn < 0:
             return -1
-    before = pin_weight(s, pfn)
-    s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ PG_BUDDY)) | PG_ALLOC | PG_CACHE
-    s.pg_order[pfn] = order
-    s.pg_mt[pfn] = MIGRATE_UNMOVABLE
-    pin_update(s, pfn, before)
+    set_block_head(s, pfn, (s.pg_flags[pfn] & (0xFF ^ PG_BUDDY)) | PG_ALLOC | PG_CACHE, order, MIGRATE_UNMOVABLE)
     s.ctr[C_CACHE_USED] += 1 << order
     return pfn
 
@@ -191,9 +178,7 @@ def cache_alloc(s, order, max_pages):
 @njit
 def cache_free(s, pfn, order):
     """Free a block that came from the cache: back into the cache."""
-    before = pin_weight(s, pfn)
-    s.pg_flags[pfn] &= 0xFF ^ (PG_ALLOC | PG_CACHE)
-    pin_update(s, pfn, before)
+    set_head_flags(s, pfn, s.pg_flags[pfn] & (0xFF ^ (PG_ALLOC | PG_CACHE)))
     s.ctr[C_CACHE_USED] -= 1 << order
     cache_free_one(s, pfn, order)
 
@@ -203,9 +188,7 @@ def cache_capture(s, pfn, order):
     """Take a freed block whose direct map is already at PTE level into the cache."""
     change_page_attr(s, pfn, 1 << order, s.par[P_CACHE_MASK_SET], s.par[P_CACHE_MASK_CLR], False)
     cache_held_add(s, 1 << order)
-    before = pin_weight(s, pfn)
-    s.pg_flags[pfn] &= 0xFF ^ PG_ALLOC
-    pin_update(s, pfn, before)
+    set_head_flags(s, pfn, s.pg_flags[pfn] & (0xFF ^ PG_ALLOC))
     cache_free_one(s, pfn, order)
 
 
@@ -216,10 +199,7 @@ def restore_and_free_4k(s, pfn):
     if s.par[P_CACHE_RESET_RELEASE] != 0:  # vfree of VM_FLUSH_RESET_PERMS memory
         change_page_attr(s, pfn, 1, 0, PROT_PRESENT | PROT_RW, False)
     change_page_attr(s, pfn, 1, PAGE_KERNEL, PROT_PKEY, False)
-    before = pin_weight(s, pfn)
-    s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ (PG_BUDDY | PG_CACHE))) | PG_ALLOC
-    s.pg_order[pfn] = 0
-    pin_update(s, pfn, before)
+    set_block_head(s, pfn, (s.pg_flags[pfn] & (0xFF ^ (PG_BUDDY | PG_CACHE))) | PG_ALLOC, 0, s.pg_mt[pfn])
     __free_pages(s, pfn, 0, s.par[P_CPU])
 
 
@@ -233,10 +213,7 @@ def release_block(s, pfn, order):
         change_page_attr(s, pfn, n, PAGE_KERNEL, PROT_PKEY, False)  # one range: in place
         if s.par[P_CACHE_COLLAPSE] != 0:
             collapse_large_pages(s, pfn, n)
-        before = pin_weight(s, pfn)
-        s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ (PG_BUDDY | PG_CACHE))) | PG_ALLOC
-        s.pg_order[pfn] = order
-        pin_update(s, pfn, before)
+        set_block_head(s, pfn, (s.pg_flags[pfn] & (0xFF ^ (PG_BUDDY | PG_CACHE))) | PG_ALLOC, order, s.pg_mt[pfn])
         __free_pages(s, pfn, order, s.par[P_CPU])
     else:
         for i in range(n):

@@ -12,7 +12,7 @@ from .constants import (
     NR_MIGRATETYPES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_ALLOC, PG_BUDDY, PG_CACHE, PG_PCP,
 )
 from .jit import njit, njit_inline
-from .pollution import pin_update, pin_weight, set_pageblock_mt
+from .pollution import set_block_head, set_head_flags, set_pageblock_mt
 from .state import (
     P_NOFRAGMENT, P_NR_PAGES, P_PCP_BATCH, P_PCP_HIGH, P_PCP_ON, P_WMARK_LOW, P_WMARK_MIN,
 )
@@ -40,11 +40,7 @@ def fallback_mt(start_mt, i):
 @njit_inline
 def add_to_free_list(s, pfn, order, mt, tail):
     """__add_to_free_list + set_buddy_order."""
-    before = pin_weight(s, pfn)
-    s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ (PG_ALLOC | PG_PCP))) | PG_BUDDY
-    s.pg_order[pfn] = order
-    s.pg_mt[pfn] = mt
-    pin_update(s, pfn, before)
+    set_block_head(s, pfn, (s.pg_flags[pfn] & (0xFF ^ (PG_ALLOC | PG_PCP))) | PG_BUDDY, order, mt)
     head = s.free_head[order, mt]
     if head < 0:
         s.pg_next[pfn] = -1
@@ -325,11 +321,7 @@ def rmqueue_inline(s, order, mt, nofragment):
 
 @njit_inline
 def pcp_add(s, cpu, mt, pfn, tail):
-    before = pin_weight(s, pfn)
-    s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ (PG_ALLOC | PG_BUDDY))) | PG_PCP
-    s.pg_order[pfn] = 0
-    s.pg_mt[pfn] = mt
-    pin_update(s, pfn, before)
+    set_block_head(s, pfn, (s.pg_flags[pfn] & (0xFF ^ (PG_ALLOC | PG_BUDDY))) | PG_PCP, 0, mt)
     head = s.pcp_head[cpu, mt]
     if head < 0:
         s.pg_next[pfn] = -1
@@ -450,11 +442,7 @@ def rmqueue(s, order, mt, cpu):
 
 @njit_inline
 def prep_new_page(s, pfn, order, mt):
-    before = pin_weight(s, pfn)
-    s.pg_flags[pfn] = (s.pg_flags[pfn] & (0xFF ^ (PG_BUDDY | PG_PCP))) | PG_ALLOC
-    s.pg_order[pfn] = order
-    s.pg_mt[pfn] = mt
-    pin_update(s, pfn, before)
+    set_block_head(s, pfn, (s.pg_flags[pfn] & (0xFF ^ (PG_BUDDY | PG_PCP))) | PG_ALLOC, order, mt)
     s.ctr[C_ALLOCS] += 1
     s.ctr[C_ALLOC_PAGES] += 1 << order
 
@@ -521,9 +509,7 @@ def __free_pages(s, pfn, order, cpu):
     (free_unref_page), higher orders straight to the buddy lists (__free_pages_ok)."""
     s.ctr[C_FREES] += 1
     s.ctr[C_FREE_PAGES] += 1 << order
-    before = pin_weight(s, pfn)
-    s.pg_flags[pfn] &= 0xFF ^ PG_ALLOC
-    pin_update(s, pfn, before)
+    set_head_flags(s, pfn, s.pg_flags[pfn] & (0xFF ^ PG_ALLOC))
     mt = s.pb_mt[pfn >> PAGEBLOCK_ORDER]
     if order == 0 and s.par[P_PCP_ON] != 0 and mt < MIGRATE_PCPTYPES:
         pcp_add(s, cpu, mt, pfn, False)

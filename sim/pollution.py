@@ -2,11 +2,8 @@
 reclaimable or unmapped memory (allocated, or in a policy's cache) — 2M that neither
 reclaim nor compaction can free — and how many of those are MIGRATE_MOVABLE pageblocks
 (fallback steals). `pb_pin[pb]` counts the pinning pages of each pageblock; every change
-of a block head's flags, order or migratetype is wrapped as
-
-    before = pin_weight(s, pfn); <change>; pin_update(s, pfn, before)
-
-and a pageblock's migratetype is set through `set_pageblock_mt`. So sampling the time
+of a block head's flags, order or migratetype goes through `set_block_head` /
+`set_head_flags`, and a pageblock's migratetype through `set_pageblock_mt`. So sampling the time
 series reads two counters instead of walking the pages; `invariants.pollution_recount`
 recounts both, and every pageblock's pins, from the arrays."""
 import numpy as np
@@ -61,6 +58,24 @@ def pin_update(s, pfn, before):
     after = pin_weight(s, pfn)
     if after != before:
         _pin_move(s, pfn, before, after)
+
+
+@njit_inline
+def set_block_head(s, pfn, flags, order, mt):
+    """Write a block head's flags, order and migratetype, keeping pb_pin and the counters."""
+    before = pin_weight(s, pfn)
+    s.pg_flags[pfn] = flags
+    s.pg_order[pfn] = order
+    s.pg_mt[pfn] = mt
+    pin_update(s, pfn, before)
+
+
+@njit_inline
+def set_head_flags(s, pfn, flags):
+    """Write a block head's flags only (its order and migratetype stay)."""
+    before = pin_weight(s, pfn)
+    s.pg_flags[pfn] = flags
+    pin_update(s, pfn, before)
 
 
 @njit
