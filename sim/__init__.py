@@ -5,9 +5,9 @@
 from .config import ConfigError, MachineConfig, PolicyConfig, SimConfig
 from .hydra_conf import load_config, to_sim_config
 from .machine import Machine
-from .policy import policy_config as policy
+from .policy import policy_config
 from .result import SimResult
 from .simulate import simulate
 
 __all__ = ["ConfigError", "Machine", "MachineConfig", "PolicyConfig", "SimConfig", "SimResult",
-           "load_config", "policy", "simulate", "to_sim_config"]
+           "load_config", "policy_config", "simulate", "to_sim_config"]

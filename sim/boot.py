@@ -13,9 +13,12 @@ from .constants import MAX_PAGE_ORDER
 from .jit import njit
 from .page_alloc import __free_one_page
 from .state import (
-    P_COLLAPSE, P_MANAGED, P_MIN_FREE_KB, P_NCPUS, P_NOFRAGMENT, P_NR_PAGES, P_PCP_BATCH,
-    P_PCP_HIGH, P_PCP_ON, P_RAM_PAGES, P_WMARK_HIGH, P_WMARK_LOW, P_WMARK_MIN, State,
-    boot_layout, init_direct_map, kb_ranges_to_pfns, mark_reserved, new_state, subtract_ranges, watermarks,
+    State, boot_layout, init_direct_map, kb_ranges_to_pfns, mark_reserved, new_state, subtract_ranges,
+    watermarks,
+)
+from .layout import (
+    P_COLLAPSE, P_MANAGED, P_MIN_FREE_KB, P_NCPUS, P_NOFRAGMENT, P_NR_PAGES, P_PCP_BATCH, P_PCP_HIGH,
+    P_PCP_ON, P_RAM_PAGES, P_WMARK_HIGH, P_WMARK_LOW, P_WMARK_MIN,
 )
 
 

@@ -10,22 +10,21 @@ The shrinker restores the direct map of free cached memory and frees it to the p
 allocator: whole free 2M blocks (`2m`) or one 4K page at a time (`4k`, as the RFC).
 """
 from .constants import (
-    C_CACHE_BLOCKS, C_CACHE_FREE, C_CACHE_HELD, C_CACHE_HITS, C_CACHE_MISSES, C_CACHE_PEAK,
-    C_CACHE_REFILL_2M, C_CACHE_REFILL_LOW, C_CACHE_RELEASED, C_CACHE_USED, C_SHRINK_RUNS,
-    MIGRATE_UNMOVABLE, PAGE_KERNEL, PAGEBLOCK_ORDER, PG_ALLOC, PG_BUDDY, PG_CACHE, PG_PCP,
-    PROT_PKEY, PROT_PRESENT, PROT_RW,
+    MIGRATE_UNMOVABLE, PAGE_KERNEL, PG_ALLOC, PG_BUDDY, PG_CACHE, PROT_PKEY,
+    PROT_PRESENT, PROT_RW,
 )
+from .buddy import CACHE_MAX_ORDER, buddy_merge, cache_add, cache_del, expand
 from .directmap import change_page_attr, collapse_large_pages
 from .jit import njit
 from .page_alloc import ALLOC_WMARK_MIN, __alloc_pages_noreclaim, __free_pages
 from .pollution import set_block_head, set_head_flags
-from .state import (
+from .layout import (
+    AT_LIMIT, NIL, NO_PAGE, C_CACHE_BLOCKS, C_CACHE_FREE, C_CACHE_HELD, C_CACHE_HITS, C_CACHE_MISSES, C_CACHE_PEAK,
+    C_CACHE_REFILL_2M, C_CACHE_REFILL_LOW, C_CACHE_RELEASED, C_CACHE_USED, C_SHRINK_RUNS,
     P_CACHE_BUDDY, P_CACHE_COLLAPSE, P_CACHE_FALLBACK_ORDERS, P_CACHE_MASK_CLR, P_CACHE_MASK_SET,
-    P_CACHE_RELEASE_2M, P_CACHE_RELEASE_EMPTY, P_CACHE_RESET_RELEASE, P_CPU, P_NR_PAGES,
-    P_SHRINK_BATCH, P_SHRINK_KEEP,
+    P_CACHE_RELEASE_2M, P_CACHE_RELEASE_EMPTY, P_CACHE_RESET_RELEASE, P_SHRINK_BATCH,
+    P_SHRINK_KEEP, V_CPU,
 )
-
-CACHE_MAX_ORDER = PAGEBLOCK_ORDER
 
 
 @njit
@@ -37,57 +36,6 @@ def cache_held_add(s, delta):
 
 
 @njit
-def cache_add(s, pfn, order, tail):
-    set_block_head(s, pfn, (s.pg_flags[pfn] & (0xFF ^ (PG_ALLOC | PG_PCP))) | PG_BUDDY | PG_CACHE, order,
-                   MIGRATE_UNMOVABLE)
-    head = s.cache_head[order]
-    if head < 0:
-        s.pg_next[pfn] = -1
-        s.pg_prev[pfn] = -1
-        s.cache_head[order] = pfn
-        s.cache_tail[order] = pfn
-    elif tail:
-        t = s.cache_tail[order]
-        s.pg_next[t] = pfn
-        s.pg_prev[pfn] = t
-        s.pg_next[pfn] = -1
-        s.cache_tail[order] = pfn
-    else:
-        s.pg_prev[head] = pfn
-        s.pg_next[pfn] = head
-        s.pg_prev[pfn] = -1
-        s.cache_head[order] = pfn
-    s.cache_nr[order] += 1
-    s.ctr[C_CACHE_FREE] += 1 << order
-
-
-@njit
-def cache_del(s, pfn, order):
-    nxt = s.pg_next[pfn]
-    prv = s.pg_prev[pfn]
-    if prv >= 0:
-        s.pg_next[prv] = nxt
-    else:
-        s.cache_head[order] = nxt
-    if nxt >= 0:
-        s.pg_prev[nxt] = prv
-    else:
-        s.cache_tail[order] = prv
-    s.pg_next[pfn] = -1
-    s.pg_prev[pfn] = -1
-    set_head_flags(s, pfn, s.pg_flags[pfn] & (0xFF ^ (PG_BUDDY | PG_CACHE)))
-    s.cache_nr[order] -= 1
-    s.ctr[C_CACHE_FREE] -= 1 << order
-
-
-@njit
-def cache_is_buddy(s, pfn, order):
-    if pfn < 0 or pfn >= s.par[P_NR_PAGES]:
-        return False
-    return (s.pg_flags[pfn] & (PG_BUDDY | PG_CACHE)) == (PG_BUDDY | PG_CACHE) and s.pg_order[pfn] == order
-
-
-@njit
 def cache_free_one(s, pfn, order):
     """Return a block to the cache: merge with free buddies inside the cache (up to a 2M
     block), or, for a list of 4K pages (grouped pages), add each page on its own.
@@ -96,13 +44,7 @@ def cache_free_one(s, pfn, order):
         for i in range(1 << order):
             cache_add(s, pfn + i, 0, False)
         return
-    while order < CACHE_MAX_ORDER:
-        buddy = pfn ^ (1 << order)
-        if not cache_is_buddy(s, buddy, order):
-            break
-        cache_del(s, buddy, order)
-        pfn = pfn & buddy
-        order += 1
+    pfn, order = buddy_merge(s, pfn, order, MIGRATE_UNMOVABLE, True)
     cache_add(s, pfn, order, False)
     if order == CACHE_MAX_ORDER and s.par[P_CACHE_RELEASE_EMPTY] != 0:
         cache_del(s, pfn, order)
@@ -113,16 +55,13 @@ def cache_free_one(s, pfn, order):
 def cache_rmqueue(s, order):
     """__rmqueue_smallest + expand over the cache's free lists."""
     for current in range(order, CACHE_MAX_ORDER + 1):
-        pfn = s.cache_head[current]
-        if pfn < 0:
+        pfn = s.cache_head[current, 0]
+        if pfn == NIL:
             continue
         cache_del(s, pfn, current)
-        high = current
-        while high > order:
-            high -= 1
-            cache_add(s, pfn + (1 << high), high, False)
+        expand(s, pfn, order, current, MIGRATE_UNMOVABLE, True)
         return pfn
-    return -1
+    return NO_PAGE
 
 
 @njit
@@ -131,13 +70,13 @@ def cache_refill(s, order):
     largest lower order down to the request), its direct map changed as one range."""
     lowest = order if s.par[P_CACHE_FALLBACK_ORDERS] != 0 else CACHE_MAX_ORDER
     for o in range(CACHE_MAX_ORDER, lowest - 1, -1):
-        pfn = __alloc_pages_noreclaim(s, o, MIGRATE_UNMOVABLE, s.par[P_CPU], ALLOC_WMARK_MIN)
-        if pfn < 0:
+        pfn = __alloc_pages_noreclaim(s, o, MIGRATE_UNMOVABLE, s.var[V_CPU], ALLOC_WMARK_MIN)
+        if pfn == NO_PAGE:
             continue
         set_head_flags(s, pfn, s.pg_flags[pfn] & (0xFF ^ PG_ALLOC))
         if change_page_attr(s, pfn, 1 << o, s.par[P_CACHE_MASK_SET], s.par[P_CACHE_MASK_CLR], False) != 0:
             set_head_flags(s, pfn, s.pg_flags[pfn] | PG_ALLOC)
-            __free_pages(s, pfn, o, s.par[P_CPU])
+            __free_pages(s, pfn, o, s.var[V_CPU])
             return False
         if o == CACHE_MAX_ORDER:
             s.ctr[C_CACHE_REFILL_2M] += 1
@@ -155,8 +94,8 @@ def cache_refill(s, order):
 
 @njit
 def cache_alloc(s, order, max_pages):
-    """Serve one request from the cache. Returns the pfn, -1 when the page allocator
-    cannot refill the cache, -2 when the cache is at its size limit (the caller falls
+    """Serve one request from the cache. Returns the pfn, NO_PAGE when the page allocator
+    cannot refill the cache, AT_LIMIT when the cache is at its size limit (the caller falls
     back to today's behaviour)."""
     pfn = cache_rmqueue(s, order)
     if pfn >= 0:
@@ -164,12 +103,12 @@ def cache_alloc(s, order, max_pages):
     else:
         s.ctr[C_CACHE_MISSES] += 1
         if max_pages > 0 and s.ctr[C_CACHE_HELD] + (1 << CACHE_MAX_ORDER) > max_pages:
-            return -2
+            return AT_LIMIT
         if not cache_refill(s, order):
-            return -1
+            return NO_PAGE
         pfn = cache_rmqueue(s, order)
-        if pfn < 0:
-            return -1
+        if pfn == NO_PAGE:
+            return NO_PAGE
     set_block_head(s, pfn, (s.pg_flags[pfn] & (0xFF ^ PG_BUDDY)) | PG_ALLOC | PG_CACHE, order, MIGRATE_UNMOVABLE)
     s.ctr[C_CACHE_USED] += 1 << order
     return pfn
@@ -200,7 +139,7 @@ def restore_and_free_4k(s, pfn):
         change_page_attr(s, pfn, 1, 0, PROT_PRESENT | PROT_RW, False)
     change_page_attr(s, pfn, 1, PAGE_KERNEL, PROT_PKEY, False)
     set_block_head(s, pfn, (s.pg_flags[pfn] & (0xFF ^ (PG_BUDDY | PG_CACHE))) | PG_ALLOC, 0, s.pg_mt[pfn])
-    __free_pages(s, pfn, 0, s.par[P_CPU])
+    __free_pages(s, pfn, 0, s.var[V_CPU])
 
 
 @njit
@@ -214,7 +153,7 @@ def release_block(s, pfn, order):
         if s.par[P_CACHE_COLLAPSE] != 0:
             collapse_large_pages(s, pfn, n)
         set_block_head(s, pfn, (s.pg_flags[pfn] & (0xFF ^ (PG_BUDDY | PG_CACHE))) | PG_ALLOC, order, s.pg_mt[pfn])
-        __free_pages(s, pfn, order, s.par[P_CPU])
+        __free_pages(s, pfn, order, s.var[V_CPU])
     else:
         for i in range(n):
             restore_and_free_4k(s, pfn + i)
@@ -235,20 +174,20 @@ def cache_shrink(s, nr_to_scan):
     released = 0
     if s.par[P_CACHE_RELEASE_2M] != 0:
         n = 1 << CACHE_MAX_ORDER
-        while s.cache_head[CACHE_MAX_ORDER] >= 0 and s.ctr[C_CACHE_FREE] - n >= keep \
+        while s.cache_head[CACHE_MAX_ORDER, 0] != NIL and s.ctr[C_CACHE_FREE] - n >= keep \
                 and (budget <= 0 or released + n <= budget):
-            pfn = s.cache_head[CACHE_MAX_ORDER]
+            pfn = s.cache_head[CACHE_MAX_ORDER, 0]
             cache_del(s, pfn, CACHE_MAX_ORDER)
             release_block(s, pfn, CACHE_MAX_ORDER)
             released += n
         return released
     while s.ctr[C_CACHE_FREE] > keep and (budget <= 0 or released < budget):
         order = CACHE_MAX_ORDER
-        while order >= 0 and s.cache_head[order] < 0:
+        while order >= 0 and s.cache_head[order, 0] == NIL:
             order -= 1
         if order < 0:
             break
-        pfn = s.cache_head[order]
+        pfn = s.cache_head[order, 0]
         cache_del(s, pfn, order)
         n = 1 << order
         take = n
@@ -267,7 +206,4 @@ def cache_shrink(s, nr_to_scan):
     return released
 
 
-def cache_free_pages_recount(s) -> int:
-    """Python helper for invariants: pages on the cache's free lists."""
-    return int(sum(int(s.cache_nr[o]) << o for o in range(CACHE_MAX_ORDER + 1)))
 

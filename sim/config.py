@@ -12,6 +12,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .constants import MIGRATE_PCPTYPES, MIGRATETYPE_NAMES
+from .layout import ON_ALLOC, ON_FREE, POLICIES
+
 # ---------------------------------------------------------------------------
 # ranges: field(metadata=...) -> checked by validate()
 
@@ -68,9 +71,7 @@ class MachineConfig:
 # workload
 
 DISTS = ("fixed", "exp", "lognormal", "uniform", "forever")
-ON_ALLOC = ("none", "ro", "np", "pks")
-ON_FREE = ("none", "reset", "default")
-MIGRATETYPE_NAMES = ("unmovable", "movable", "reclaimable")
+CALLER_MIGRATETYPES = MIGRATETYPE_NAMES[:MIGRATE_PCPTYPES]  # unmovable, movable, reclaimable
 
 
 @dataclass
@@ -102,7 +103,7 @@ class CallerConfig:
     # when set, the `initial` objects arrive at this simulated time (a one-shot event, e.g.
     # an oracle workload) instead of in the fill phase before t = 0
     at_s: Optional[float] = field(default=None, metadata=rng(0.0, 1e9))
-    migratetype: str = field(default="unmovable", metadata=choice(*MIGRATETYPE_NAMES))
+    migratetype: str = field(default="unmovable", metadata=choice(*CALLER_MIGRATETYPES))
     order_mix: list[float] = field(default_factory=lambda: [1.0])  # weight of order 0, 1, 2, ...
     allocs: Dist = field(default_factory=Dist)
     size_bytes: Optional[Dist] = None
@@ -134,9 +135,6 @@ class WorkloadConfig:
 
 # ---------------------------------------------------------------------------
 # policy (how __GFP_UNMAPPED users get their pages)
-
-POLICIES = ("none", "unmapped_cache", "migratetype", "grouped_pages", "prog_pack", "execmem_rox")
-
 
 @dataclass
 class PolicyConfig:

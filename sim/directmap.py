@@ -5,26 +5,24 @@ protection of every 4K page (prot). A 1G or 2M leaf has one protection, stored i
 of its 4K pages' prot entries, so a change of a whole leaf is a range write.
 """
 from .constants import (
-    C_CPA, C_DM_1G, C_DM_2M, C_DM_4K, C_L2_COLLAPSES, C_L2_SPLITS, C_L3_COLLAPSES,
-    C_L3_SPLITS, C_NP_PAGES, C_PT_PAGES, C_RO_PAGES, C_TLB_FLUSH, MAP_LEAF, MAP_NONE,
-    MAP_TABLE, MIGRATE_UNMOVABLE, PG_HOLE, PMD_PAGES, PROT_PRESENT, PROT_RW, PUD_PAGES,
+    MAP_LEAF, MAP_NONE, MAP_TABLE, MIGRATE_UNMOVABLE, PG_HOLE, PMD_PAGES, PTRS_PER_PMD, PROT_PRESENT, PROT_RW,
+    PUD_PAGES,
 )
 from .jit import njit
 from .page_alloc import ALLOC_NO_WATERMARKS, ALLOC_WMARK_MIN, __alloc_pages_noreclaim, __free_pages
-from .state import P_COLLAPSE, P_CPU
-
-CPA_OK = 0
-CPA_ENOMEM = -12
-CPA_EFAULT = -14
-
+from .layout import (
+    CPA_EFAULT, CPA_ENOMEM, CPA_OK, NO_PAGE,
+    C_CPA, C_DM_1G, C_DM_2M, C_DM_4K, C_L2_COLLAPSES, C_L2_SPLITS, C_L3_COLLAPSES, C_L3_SPLITS,
+    C_NP_PAGES, C_PT_PAGES, C_RO_PAGES, C_TLB_FLUSH, P_COLLAPSE, V_CPU,
+)
 
 @njit
 def alloc_pgtable_page(s):
     """The page-table page a split needs: alloc_pages(GFP_KERNEL, 0), unmovable."""
-    pfn = __alloc_pages_noreclaim(s, 0, MIGRATE_UNMOVABLE, s.par[P_CPU], ALLOC_WMARK_MIN)
-    if pfn < 0:  # GFP_KERNEL may dip further after reclaim; model it as the reserves
-        pfn = __alloc_pages_noreclaim(s, 0, MIGRATE_UNMOVABLE, s.par[P_CPU], ALLOC_NO_WATERMARKS)
-    if pfn >= 0:
+    pfn = __alloc_pages_noreclaim(s, 0, MIGRATE_UNMOVABLE, s.var[V_CPU], ALLOC_WMARK_MIN)
+    if pfn == NO_PAGE:  # GFP_KERNEL may dip further after reclaim; model it as the reserves
+        pfn = __alloc_pages_noreclaim(s, 0, MIGRATE_UNMOVABLE, s.var[V_CPU], ALLOC_NO_WATERMARKS)
+    if pfn != NO_PAGE:
         s.ctr[C_PT_PAGES] += 1
     return pfn
 
@@ -33,13 +31,13 @@ def alloc_pgtable_page(s):
 def split_large_page_1g(s, g):
     """split_large_page at PUD level: one 1G leaf -> 512 2M leaves (direct_map_level3_splits)."""
     pt = alloc_pgtable_page(s)
-    if pt < 0:
+    if pt == NO_PAGE:
         return CPA_ENOMEM
     s.pud_pt[g] = pt
     s.pud_map[g] = MAP_TABLE  # pmd_map entries below were MAP_LEAF already
     s.ctr[C_L3_SPLITS] += 1
     s.ctr[C_DM_1G] -= 1
-    s.ctr[C_DM_2M] += 512
+    s.ctr[C_DM_2M] += PTRS_PER_PMD
     s.ctr[C_TLB_FLUSH] += 1
     return CPA_OK
 
@@ -48,7 +46,7 @@ def split_large_page_1g(s, g):
 def split_large_page_2m(s, m):
     """split_large_page at PMD level: one 2M leaf -> 512 4K PTEs (direct_map_level2_splits)."""
     pt = alloc_pgtable_page(s)
-    if pt < 0:
+    if pt == NO_PAGE:
         return CPA_ENOMEM
     s.pmd_pt[m] = pt
     s.pmd_map[m] = MAP_TABLE
@@ -154,8 +152,8 @@ def __change_page_attr_set_clr(s, pfn, numpages, mask_set, mask_clr):
 def free_pgtable_page(s, pfn):
     """Give a page-table page released by a collapse back to the page allocator
     (tables built at boot came from memblock and are not freed)."""
-    if pfn >= 0:
-        __free_pages(s, pfn, 0, s.par[P_CPU])
+    if pfn != NO_PAGE:
+        __free_pages(s, pfn, 0, s.var[V_CPU])
         s.ctr[C_PT_PAGES] -= 1
 
 
@@ -174,7 +172,7 @@ def collapse_pmd_page(s, m):
             return False
     s.pmd_map[m] = MAP_LEAF
     free_pgtable_page(s, s.pmd_pt[m])
-    s.pmd_pt[m] = -1
+    s.pmd_pt[m] = NO_PAGE
     s.ctr[C_L2_COLLAPSES] += 1
     s.ctr[C_DM_4K] -= PMD_PAGES
     s.ctr[C_DM_2M] += 1
@@ -186,18 +184,18 @@ def collapse_pud_page(s, g):
     """collapse_pud_page: 512 uniform 2M leaves -> one 1G leaf."""
     if s.pud_map[g] != MAP_TABLE:
         return False
-    first_m = g * 512
+    first_m = g * PTRS_PER_PMD
     first = s.prot[g * PUD_PAGES]
     if (first & PROT_PRESENT) == 0:
         return False
-    for i in range(512):
+    for i in range(PTRS_PER_PMD):
         if s.pmd_map[first_m + i] != MAP_LEAF or s.prot[(first_m + i) * PMD_PAGES] != first:
             return False
     s.pud_map[g] = MAP_LEAF
     free_pgtable_page(s, s.pud_pt[g])
-    s.pud_pt[g] = -1
+    s.pud_pt[g] = NO_PAGE
     s.ctr[C_L3_COLLAPSES] += 1
-    s.ctr[C_DM_2M] -= 512
+    s.ctr[C_DM_2M] -= PTRS_PER_PMD
     s.ctr[C_DM_1G] += 1
     return True
 
@@ -210,7 +208,7 @@ def collapse_large_pages(s, pfn, numpages):
     m0 = pfn // PMD_PAGES
     m1 = (pfn + numpages - 1) // PMD_PAGES
     for m in range(m0, m1 + 1):
-        if s.pud_map[m // 512] == MAP_TABLE and collapse_pmd_page(s, m):
+        if s.pud_map[m // PTRS_PER_PMD] == MAP_TABLE and collapse_pmd_page(s, m):
             released += 1
     g0 = pfn // PUD_PAGES
     g1 = (pfn + numpages - 1) // PUD_PAGES

@@ -3,32 +3,28 @@ direct-map actions, kswapd-like reclaim, and time-series sampling of the counter
 import numpy as np
 
 from . import hugemem
+
 from .constants import (
-    C_EVENTS, C_KSWAPD, C_NR_FREE, C_RECLAIM, C_UNMAPPED_ALLOCS,
-    MAX_PAGE_ORDER, N_COUNTERS, PAGE_KERNEL, PAGEBLOCK_ORDER, PG_CACHE, PROT_PKEY,
-    PROT_PRESENT, PROT_RW,
+    PAGE_KERNEL, PG_CACHE, PROT_PKEY, PROT_PRESENT, PROT_RW,
 )
 from .directmap import change_page_attr
 from .jit import njit, njit_inline, prefetch
+from .metrics import free_2m_blocks
 from .page_alloc import (
     ALLOC_WMARK_LOW, ALLOC_WMARK_MIN, __alloc_pages_noreclaim, __alloc_pages_slowpath, __free_pages, alloc_failed,
     get_page_from_freelist,
 )
 from .policy import (
-    NOT_SERVED, SERVED_CHUNKS, policy_alloc, policy_free, policy_reclaim, policy_tick, sync_policy_counters,
+    SERVED_CHUNKS, policy_alloc, policy_free, policy_reclaim, policy_tick, reported_counter,
 )
 from .prog_pack import PACK_HANDLE_BASE, bpf_prog_pack_alloc, bpf_prog_pack_free
-from .state import P_CPU, P_WMARK_HIGH
-from .workload import AF_ACTION, AF_NO_PACK, AF_RECLAIMABLE, AF_UNMAPPED, alloc_chunks
-
-# a_pfn states besides a pfn
-NOT_YET = -3  # allocation event not reached yet
-FAILED = -1  # allocation failed
-GONE = -2  # freed (by its free event or by reclaim)
-
-# action codes (workload.ON_ALLOC_CODES / ON_FREE_CODES)
-ACT_NONE, ACT_RO, ACT_NP, ACT_PKS = 0, 1, 2, 3
-FREE_NONE, FREE_RESET, FREE_DEFAULT = 0, 1, 2
+from .workload import alloc_chunks
+from .layout import (
+    A_FAILED, A_GONE, A_NOT_YET, ACT_NP, ACT_PKS, ACT_RO, FREE_DEFAULT, FREE_RESET, NO_PAGE, ev_alloc_id,
+    ev_caller, ev_cpu, ev_flags, ev_is_free, ev_order,
+    AF_ACTION, AF_RECLAIMABLE, AF_NO_PACK, AF_UNMAPPED, C_EVENTS, C_KSWAPD, C_NR_FREE, C_RECLAIM,
+    C_UNMAPPED_ALLOCS, NOT_SERVED, N_COUNTERS, P_WMARK_HIGH, V_CPU,
+)
 
 N_SAMPLE_COLS = N_COUNTERS + 2  # counters, free 2M blocks, time (us)
 
@@ -68,16 +64,6 @@ def apply_free_action(s, pfn, n, act):
 
 
 @njit
-def free_2m_blocks(s):
-    """Free 2M blocks left in the page allocator (free blocks of order >= 9)."""
-    total = 0
-    for o in range(PAGEBLOCK_ORDER, MAX_PAGE_ORDER + 1):
-        for mt in range(s.nr_free.shape[1]):
-            total += s.nr_free[o, mt] << (o - PAGEBLOCK_ORDER)
-    return total
-
-
-@njit
 def kswapd_reclaim(s, a_pfn, a_info, c_on_free, rc):
     """Reclaim below the low watermark: free the oldest live reclaimable allocations
     until NR_FREE_PAGES reaches the high watermark. rc[0] is a cursor over allocation
@@ -89,15 +75,15 @@ def kswapd_reclaim(s, a_pfn, a_info, c_on_free, rc):
     n = a_pfn.shape[0]
     while i < n and s.ctr[C_NR_FREE] < high:
         p = a_pfn[i]
-        if p == NOT_YET:
+        if p == A_NOT_YET:
             break  # younger allocations have not happened yet
         info = a_info[i]
-        reclaimable = ((info >> 24) & AF_RECLAIMABLE) != 0
+        reclaimable = (ev_flags(info) & AF_RECLAIMABLE) != 0
         if p >= 0 and reclaimable:
-            order = info & 15
-            free_block(s, p, order, c_on_free[(info >> 4) & 255])
+            order = ev_order(info)
+            free_block(s, p, order, c_on_free[ev_caller(info)])
             s.ctr[C_RECLAIM] += 1 << order
-            a_pfn[i] = GONE
+            a_pfn[i] = A_GONE
         if i == rc[0] and (a_pfn[i] < 0 or not reclaimable):
             rc[0] = i + 1  # gone or never reclaimable: no need to look at it again
         i += 1
@@ -108,12 +94,12 @@ def __alloc_pages_reclaim(s, order, mt, a_pfn, a_info, c_on_free, rc):
     """__alloc_pages after its fast path failed at the low watermark: the min watermark
     and a per-CPU drain; then wake kswapd (reclaim to high) and retry at min; else count
     a failure for this order."""
-    pfn = __alloc_pages_slowpath(s, order, mt, s.par[P_CPU], ALLOC_WMARK_LOW)
-    if pfn >= 0:
+    pfn = __alloc_pages_slowpath(s, order, mt, s.var[V_CPU], ALLOC_WMARK_LOW)
+    if pfn != NO_PAGE:
         return pfn
     kswapd_reclaim(s, a_pfn, a_info, c_on_free, rc)
-    pfn = __alloc_pages_noreclaim(s, order, mt, s.par[P_CPU], ALLOC_WMARK_MIN)
-    if pfn < 0:
+    pfn = __alloc_pages_noreclaim(s, order, mt, s.var[V_CPU], ALLOC_WMARK_MIN)
+    if pfn == NO_PAGE:
         alloc_failed(s, order)
     return pfn
 
@@ -128,38 +114,37 @@ def free_block(s, pfn, order, free_act):
         return
     apply_free_action(s, pfn, 1 << order, free_act)
     if not policy_free(s, pfn, order):
-        __free_pages(s, pfn, order, s.par[P_CPU])
+        __free_pages(s, pfn, order, s.var[V_CPU])
 
 
 @njit_inline
 def policy_or_pack_alloc(s, order, served, info):
     """The policy's pages, or (a BPF image under a code-pack policy) chunks of a pack."""
     if served == SERVED_CHUNKS:
-        return bpf_prog_pack_alloc(s, 0 if (info >> 24) & AF_NO_PACK else alloc_chunks(info))
+        return bpf_prog_pack_alloc(s, 0 if ev_flags(info) & AF_NO_PACK else alloc_chunks(info))
     return policy_alloc(s, order)
 
 
 @njit
 def alloc_unmapped(s, order, served, info, a_pfn, a_info, c_on_free, rc):
     """A __GFP_UNMAPPED request: through the policy; on failure reclaim once and retry.
-    Returns the pfn, -1 on failure, or NOT_SERVED (no policy, size limit, order not
-    served): then the caller takes today's path."""
+    Returns the pfn (or a pack handle), NO_PAGE on failure, or NOT_SERVED (no policy, size
+    limit, order not served): then the caller takes today's path."""
     if not served:
         return NOT_SERVED
     pfn = policy_or_pack_alloc(s, order, served, info)
-    if pfn == -1:
+    if pfn == NO_PAGE:
         kswapd_reclaim(s, a_pfn, a_info, c_on_free, rc)
         pfn = policy_or_pack_alloc(s, order, served, info)
-        if pfn == -1:
+        if pfn == NO_PAGE:
             alloc_failed(s, order)
     return pfn
 
 
 @njit
 def record_sample(s, samples, k, t):
-    sync_policy_counters(s)
     for j in range(N_COUNTERS):
-        samples[k, j] = s.ctr[j]
+        samples[k, j] = reported_counter(s, j)
     samples[k, N_COUNTERS] = free_2m_blocks(s)
     samples[k, N_COUNTERS + 1] = np.int64(t * 1e6)  # microseconds
 
@@ -168,12 +153,12 @@ def record_sample(s, samples, k, t):
 def prefetch_frees(s, ev_code, a_pfn, e, n_ev):
     if e + PF_FAR < n_ev:
         c = ev_code[e + PF_FAR]
-        if c & 1:
-            prefetch(a_pfn, c >> 1)
+        if ev_is_free(c):
+            prefetch(a_pfn, ev_alloc_id(c))
     if e + PF_NEAR < n_ev:
         c = ev_code[e + PF_NEAR]
-        if c & 1:
-            p = a_pfn[c >> 1]
+        if ev_is_free(c):
+            p = a_pfn[ev_alloc_id(c)]
             if p >= 0:
                 prefetch(s.pg_flags, p)
 
@@ -194,15 +179,15 @@ def run_events(s, ev_time, ev_code, ev_info, a_info, a_pfn, c_mt, c_on_alloc, c_
             k += 1
             t_next_sample += sample_dt
         code = ev_code[e]
-        aid = code >> 1
+        aid = ev_alloc_id(code)
         info = ev_info[e]
-        order = info & 15
-        caller = (info >> 4) & 255
-        s.par[P_CPU] = (info >> 12) & 4095
+        order = ev_order(info)
+        caller = ev_caller(info)
+        s.var[V_CPU] = ev_cpu(info)
         s.ctr[C_EVENTS] += 1
         policy_tick(s, np.int64(t * 1e6))
-        if (code & 1) == 0:
-            flags = (info >> 24) & 255
+        if not ev_is_free(code):
+            flags = ev_flags(info)
             pfn = NOT_SERVED
             if flags & AF_UNMAPPED:
                 s.ctr[C_UNMAPPED_ALLOCS] += 1
@@ -211,11 +196,11 @@ def run_events(s, ev_time, ev_code, ev_info, a_info, a_pfn, c_mt, c_on_alloc, c_
             if not by_policy:
                 # __alloc_pages: the fast path inlined here (a call from compiled code passes
                 # every array of the state, ~200 values, more than the fast path's work)
-                pfn = get_page_from_freelist(s, order, c_mt[caller], s.par[P_CPU], ALLOC_WMARK_LOW)
-                if pfn < 0:
+                pfn = get_page_from_freelist(s, order, c_mt[caller], s.var[V_CPU], ALLOC_WMARK_LOW)
+                if pfn == NO_PAGE:
                     pfn = __alloc_pages_reclaim(s, order, c_mt[caller], a_pfn, a_info, c_on_free, rc)
-            if PACK_HANDLE_BASE < pfn < 0:
-                a_pfn[aid] = FAILED
+            if PACK_HANDLE_BASE < pfn < 0:  # NO_PAGE
+                a_pfn[aid] = A_FAILED
                 continue
             a_pfn[aid] = pfn
             if pfn < 0:
@@ -227,16 +212,15 @@ def run_events(s, ev_time, ev_code, ev_info, a_info, a_pfn, c_mt, c_on_alloc, c_
             if pfn < 0:
                 if pfn <= PACK_HANDLE_BASE:
                     bpf_prog_pack_free(s, pfn, alloc_chunks(info))
-                    a_pfn[aid] = GONE
+                    a_pfn[aid] = A_GONE
                 continue  # failed, or reclaimed earlier
             free_block(s, pfn, order, c_on_free[caller])
-            a_pfn[aid] = GONE
+            a_pfn[aid] = A_GONE
     return t_next_sample, k
 
 
 def new_alloc_state(n_allocs: int) -> np.ndarray:
-    return hugemem.full(n_allocs, NOT_YET, np.int32)
-
+    return hugemem.full(n_allocs, A_NOT_YET, np.int32)
 
 
 @njit

@@ -9,12 +9,15 @@ from __future__ import annotations
 import numpy as np
 
 from .constants import (
-    C_CACHE_FREE, C_CACHE_HELD, C_CACHE_USED, C_DM_1G, C_DM_2M, C_DM_4K, C_NP_PAGES, C_NR_FREE, C_NR_PCP,
-    C_PACK_CHUNKS, C_PACKS, C_PB_MIXED, C_PB_POLLUTED, C_PT_PAGES, MAP_LEAF, MIGRATE_MOVABLE, MAP_NONE, NR_MIGRATETYPES, NR_PAGE_ORDERS, PAGEBLOCK_ORDER,
-    PG_ALLOC, PG_BUDDY, PG_CACHE, PG_HOLE, PG_PCP, PG_RESERVED, PMD_PAGES, POL_MIGRATETYPE, PROT_PRESENT,
-    PUD_PAGES,
+    PTRS_PER_PMD,
+    MAP_LEAF, MIGRATE_MOVABLE, MAP_NONE, NR_MIGRATETYPES, NR_PAGE_ORDERS, PAGEBLOCK_ORDER, PG_ALLOC,
+    PG_BUDDY, PG_CACHE, PG_HOLE, PG_PCP, PG_RESERVED, PMD_PAGES, PROT_PRESENT, PUD_PAGES,
 )
-from .state import P_PACK_COUNT, P_POLICY
+from .layout import (
+    C_CACHE_FREE, C_CACHE_HELD, C_CACHE_USED, C_DM_1G, C_DM_2M, C_DM_4K, C_NP_PAGES, C_NR_FREE,
+    C_NR_PCP, C_PACKS, C_PACK_CHUNKS, C_PB_MIXED, C_PB_POLLUTED, C_PT_PAGES, POL_MIGRATETYPE, P_POLICY,
+    V_PACK_COUNT,
+)
 
 
 def _cover(n: int, heads: np.ndarray, orders: np.ndarray) -> np.ndarray:
@@ -63,7 +66,7 @@ def check_state(s) -> list[str]:
         bad.append(f"pages on free lists {listed} != pages in PageBuddy blocks {free_pages}")
     cfree = np.flatnonzero((f & (PG_BUDDY | PG_CACHE)) == (PG_BUDDY | PG_CACHE))
     cached_free = int((1 << s.pg_order[cfree].astype(np.int64)).sum())
-    on_cache_lists = sum(len(walk_list(s, s.cache_head[o])) << o for o in range(s.cache_head.size))
+    on_cache_lists = sum(len(walk_list(s, s.cache_head[o, 0])) << o for o in range(s.cache_head.shape[0]))
     if not cached_free == on_cache_lists == int(s.ctr[C_CACHE_FREE]):
         bad.append(f"cache free pages: flags {cached_free}, lists {on_cache_lists}, counter {int(s.ctr[C_CACHE_FREE])}")
     cused = np.flatnonzero((f & (PG_ALLOC | PG_CACHE)) == (PG_ALLOC | PG_CACHE))
@@ -82,7 +85,7 @@ def check_state(s) -> list[str]:
     if (pins != s.pb_pin).any():
         bad.append(f"pinned pages of {int((pins != s.pb_pin).sum())} pageblocks disagree with pb_pin")
     # direct map
-    in1g = np.repeat(s.pud_map == MAP_LEAF, 512)
+    in1g = np.repeat(s.pud_map == MAP_LEAF, PTRS_PER_PMD)
     nr1g = int((s.pud_map == MAP_LEAF).sum())
     nr2m = int(((s.pmd_map == MAP_LEAF) & ~in1g).sum())
     pte_regions = (s.pmd_map != MAP_NONE) & (s.pmd_map != MAP_LEAF) & ~in1g
@@ -130,7 +133,7 @@ def check_packs(s) -> list[str]:
     """bpf_prog_pack: each live pack's bitmap popcount equals its use count, the counters
     equal the recount, and every live pack is an allocated 2M block of the policy's cache."""
     bad = []
-    live = s.pack_list[:int(s.par[P_PACK_COUNT])]
+    live = s.pack_list[:int(s.var[V_PACK_COUNT])]
     bits = np.unpackbits(s.pack_bits.view(np.uint8), axis=1).sum(axis=1)
     if (bits != s.pack_used).any():
         bad.append("a pack's bitmap disagrees with its chunks in use")

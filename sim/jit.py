@@ -34,8 +34,13 @@ def _one_specialization(disp):
     return disp
 
 
+MODEL_FUNCTIONS = []  # every dispatcher made by njit(): each should compile exactly once
+
+
 def njit(fn):
-    return _one_specialization(numba.njit(cache=True, nogil=True, _nrt=False)(fn))
+    disp = _one_specialization(numba.njit(cache=True, nogil=True, _nrt=False)(fn))
+    MODEL_FUNCTIONS.append(disp)
+    return disp
 
 
 def njit_inline(fn):

@@ -13,16 +13,19 @@ import numpy as np
 from .boot import boot
 from .config import MachineConfig, PolicyConfig, validate_policy
 from .constants import (
-    BPF_PROG_PACK_SIZE, MAX_PAGE_ORDER, MIGRATETYPE_NAMES, MIGRATETYPES, MIGRATE_PCPTYPES, NR_PAGE_ORDERS,
+    MAP_LEAF, MAP_TABLE, PTRS_PER_PMD,
+    BPF_PROG_PACK_SIZE, MAX_PAGE_ORDER, MIGRATETYPE_NAMES, MIGRATETYPES, MIGRATE_PCPTYPES,
     PAGE_KERNEL, PG_ALLOC, PROT_NX, PROT_PKEY, PROT_PRESENT, PROT_RW,
 )
 from .directmap import change_page_attr, mapping_level
-from .engine import free_2m_blocks
-from .metrics import counters, pageblock_pollution
+from .metrics import counters, free_2m_blocks, pageblock_pollution
 from .page_alloc import ALLOC_WMARK_LOW, alloc_failed, alloc_pages_noreclaim, drain_all_pages, free_pages
-from .policy import NOT_SERVED, policy_alloc, policy_free, policy_params, policy_shrink
+from .policy import policy_alloc, policy_free, policy_params, policy_shrink
 from .prog_pack import PACK_HANDLE_BASE, bytes_to_chunks, bpf_prog_pack_alloc, bpf_prog_pack_free, pack_state
-from .state import P_CPU, P_PACK_COUNT
+from .layout import (
+    CODE_PACKS, NO_PAGE, is_code_pack,
+    NOT_SERVED, V_CPU, V_PACK_COUNT,
+)
 
 
 def _migratetype(name: str) -> int:
@@ -38,7 +41,7 @@ class Machine:
         self.config = config or MachineConfig()
         self.policy = validate_policy(policy or PolicyConfig())
         self.state = pack_state(boot(self.config), self.policy.name)
-        policy_params(self.state.par, self.policy)
+        policy_params(self.state, self.policy)
         self.cpu = 0
 
     # --- page allocator ----------------------------------------------------------
@@ -48,10 +51,10 @@ class Machine:
             raise ValueError(f"order {order}: allowed 0..{MAX_PAGE_ORDER} (MAX_PAGE_ORDER)")
         mt = _migratetype(migratetype)
         s = self.state
-        s.par[P_CPU] = self.cpu
+        s.var[V_CPU] = self.cpu
         if unmapped:  # __GFP_UNMAPPED: through the policy
             pfn = int(policy_alloc(s, int(order)))
-            if pfn == -1:
+            if pfn == NO_PAGE:
                 alloc_failed(s, int(order))
                 return None
             if pfn != NOT_SERVED:
@@ -71,19 +74,20 @@ class Machine:
         self._check_range(pfn, 1)
         if not (s.pg_flags[pfn] & PG_ALLOC) or int(s.pg_order[pfn]) != int(order):
             raise ValueError(f"free_pages(pfn={pfn}, order={order}): not an allocated block of that order")
-        s.par[P_CPU] = self.cpu
+        s.var[V_CPU] = self.cpu
         if not policy_free(s, int(pfn), int(order)):  # a cache's block, or captured
             free_pages(s, int(pfn), int(order), self.cpu)
 
     def shrink(self, nr_to_scan: int | None = None) -> int:
         """Run the policy's shrinker; returns the pages released to the page allocator."""
-        self.state.par[P_CPU] = self.cpu
+        self.state.var[V_CPU] = self.cpu
         return int(policy_shrink(self.state, int(nr_to_scan or 0)))
 
     # --- bpf_prog_pack (code-pack policies) -----------------------------------------
     def _pack_chunks(self, size: int) -> int:
-        if self.policy.name not in ("prog_pack", "execmem_rox"):
-            raise ValueError(f"bpf_prog_pack needs policy prog_pack or execmem_rox, not {self.policy.name!r}")
+        if not is_code_pack(self.policy.name):
+            raise ValueError(f"bpf_prog_pack needs a code-pack policy ({', '.join(CODE_PACKS)}), "
+                             f"not {self.policy.name!r}")
         if not 1 <= int(size) <= BPF_PROG_PACK_SIZE:
             raise ValueError(f"size {size}: allowed 1..{BPF_PROG_PACK_SIZE} bytes (larger images take whole pages)")
         return int(bytes_to_chunks(int(size)))
@@ -91,7 +95,7 @@ class Machine:
     def bpf_prog_pack_alloc(self, size: int):
         """bpf_prog_pack_alloc(size): a handle for the image's chunks, or None (no memory)."""
         nbits = self._pack_chunks(size)
-        self.state.par[P_CPU] = self.cpu
+        self.state.var[V_CPU] = self.cpu
         h = int(bpf_prog_pack_alloc(self.state, nbits))
         if h == NOT_SERVED:
             raise RuntimeError("no new pack: the policy's max_blocks or the model's pack slots are used up")
@@ -102,13 +106,13 @@ class Machine:
         nbits = self._pack_chunks(size)
         if int(handle) > PACK_HANDLE_BASE:
             raise ValueError(f"{handle} is not a bpf_prog_pack handle")
-        self.state.par[P_CPU] = self.cpu
+        self.state.var[V_CPU] = self.cpu
         bpf_prog_pack_free(self.state, int(handle), nbits)
 
     def bpf_prog_packs(self) -> list[tuple[int, int]]:
         """Live packs in list order: (first pfn, 64-byte chunks in use)."""
         s = self.state
-        return [(int(s.pack_pfn[k]), int(s.pack_used[k])) for k in s.pack_list[:int(s.par[P_PACK_COUNT])]]
+        return [(int(s.pack_pfn[k]), int(s.pack_used[k])) for k in s.pack_list[:int(s.var[V_PACK_COUNT])]]
 
     def drain_all_pages(self) -> None:
         """drain_all_pages: empty the per-CPU lists into the buddy free lists."""
@@ -121,7 +125,7 @@ class Machine:
 
     def _cpa(self, pfn: int, n: int, mask_set: int, mask_clr: int, collapse: bool = False) -> int:
         self._check_range(int(pfn), int(n))
-        self.state.par[P_CPU] = self.cpu
+        self.state.var[V_CPU] = self.cpu
         return int(change_page_attr(self.state, int(pfn), int(n), mask_set, mask_clr, collapse))
 
     def set_direct_map_invalid_noflush(self, pfn: int) -> int:
@@ -166,8 +170,8 @@ class Machine:
         """Mapping level per 2M region (3 = inside a 1G page, 2 = 2M page, 1 = split to 4K,
         0 = not mapped), read-only."""
         s = self.state
-        lv = np.where(s.pmd_map == 1, 2, np.where(s.pmd_map >= 2, 1, 0)).astype(np.int8)
-        lv[np.repeat(s.pud_map == 1, 512)] = 3
+        lv = np.where(s.pmd_map == MAP_LEAF, 2, np.where(s.pmd_map >= MAP_TABLE, 1, 0)).astype(np.int8)
+        lv[np.repeat(s.pud_map == MAP_LEAF, PTRS_PER_PMD)] = 3
         lv.flags.writeable = False
         return lv
 
@@ -184,11 +188,6 @@ class Machine:
         v = self.state.nr_free.copy()
         v.flags.writeable = False
         return v
-
-    def free_pages_per_order(self) -> dict[str, list[int]]:
-        """{migratetype: [free blocks of order 0..10]} like /proc/pagetypeinfo."""
-        return {MIGRATETYPE_NAMES[mt]: [int(x) for x in self.state.nr_free[:, mt]]
-                for mt in range(self.state.nr_free.shape[1])}
 
     @property
     def pageblock_migratetypes(self) -> np.ndarray:
@@ -218,7 +217,3 @@ class Machine:
 
     def free_2m_blocks(self) -> int:
         return int(free_2m_blocks(self.state))
-
-    @property
-    def nr_orders(self) -> int:
-        return NR_PAGE_ORDERS

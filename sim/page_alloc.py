@@ -6,16 +6,20 @@ the per-page arrays pg_next/pg_prev; per-CPU lists (order 0) reuse the same link
 import numpy as np
 
 from .constants import (
-    C_ALLOC_FAIL, C_ALLOC_FAIL_ORDER, C_ALLOC_PAGES, C_ALLOCS, C_CLAIM, C_FREE_PAGES,
-    C_FREES, C_NR_FREE, C_NR_PCP, C_PCP_DRAIN, C_PCP_REFILL, C_STEAL, MAX_PAGE_ORDER,
-    MIGRATE_MOVABLE, MIGRATE_PCPTYPES, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE,
-    NR_MIGRATETYPES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_ALLOC, PG_BUDDY, PG_CACHE, PG_PCP,
+    MAX_PAGE_ORDER, MIGRATE_MOVABLE, MIGRATE_PCPTYPES, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE,
+    PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_ALLOC, PG_BUDDY, PG_CACHE, PG_PCP,
+)
+from .buddy import (
+    add_to_free_list, buddy_merge, del_from_free_list, expand, list_add, list_del, page_is_buddy,
+    set_pageblock_range,
 )
 from .jit import njit, njit_inline
-from .pollution import set_block_head, set_head_flags, set_pageblock_mt
-from .state import (
-    P_NOFRAGMENT, P_NR_PAGES, P_PCP_BATCH, P_PCP_HIGH, P_PCP_ON, P_WMARK_LOW, P_WMARK_MIN,
+from .layout import (
+    C_ALLOC_FAIL, C_ALLOC_FAIL_ORDER, C_ALLOC_PAGES, C_ALLOCS, C_CLAIM, C_FREE_PAGES, C_FREES, C_NR_FREE,
+    C_NR_PCP, C_PCP_DRAIN, C_PCP_REFILL, C_STEAL, FALLBACK_NONE, FALLBACK_TOO_SMALL, NIL, NO_PAGE,
+    P_NOFRAGMENT, P_PCP_BATCH, P_PCP_HIGH, P_PCP_ON, P_WMARK_LOW, P_WMARK_MIN,
 )
+from .pollution import set_block_head, set_head_flags, set_pageblock_mt
 
 ALLOC_WMARK_MIN = 0
 ALLOC_WMARK_LOW = 1
@@ -31,55 +35,10 @@ def fallback_mt(start_mt, i):
         return MIGRATE_RECLAIMABLE if i == 0 else MIGRATE_UNMOVABLE
     if start_mt == MIGRATE_RECLAIMABLE:
         return MIGRATE_UNMOVABLE if i == 0 else MIGRATE_MOVABLE
-    return -1  # MIGRATE_UNMAPPED and others have no fallbacks
+    return FALLBACK_NONE  # MIGRATE_UNMAPPED and others have no fallbacks
 
 
 # --- free lists -------------------------------------------------------------------
-
-
-@njit_inline
-def add_to_free_list(s, pfn, order, mt, tail):
-    """__add_to_free_list + set_buddy_order."""
-    set_block_head(s, pfn, (s.pg_flags[pfn] & (0xFF ^ (PG_ALLOC | PG_PCP))) | PG_BUDDY, order, mt)
-    head = s.free_head[order, mt]
-    if head < 0:
-        s.pg_next[pfn] = -1
-        s.pg_prev[pfn] = -1
-        s.free_head[order, mt] = pfn
-        s.free_tail[order, mt] = pfn
-    elif tail:
-        t = s.free_tail[order, mt]
-        s.pg_next[t] = pfn
-        s.pg_prev[pfn] = t
-        s.pg_next[pfn] = -1
-        s.free_tail[order, mt] = pfn
-    else:
-        s.pg_prev[head] = pfn
-        s.pg_next[pfn] = head
-        s.pg_prev[pfn] = -1
-        s.free_head[order, mt] = pfn
-    s.nr_free[order, mt] += 1
-    s.ctr[C_NR_FREE] += 1 << order
-
-
-@njit_inline
-def del_from_free_list(s, pfn, order, mt):
-    """__del_page_from_free_list: unlink and clear PageBuddy."""
-    nxt = s.pg_next[pfn]
-    prv = s.pg_prev[pfn]
-    if prv >= 0:
-        s.pg_next[prv] = nxt
-    else:
-        s.free_head[order, mt] = nxt
-    if nxt >= 0:
-        s.pg_prev[nxt] = prv
-    else:
-        s.free_tail[order, mt] = prv
-    s.pg_next[pfn] = -1
-    s.pg_prev[pfn] = -1
-    s.pg_flags[pfn] &= 0xFF ^ PG_BUDDY
-    s.nr_free[order, mt] -= 1
-    s.ctr[C_NR_FREE] -= 1 << order
 
 
 @njit
@@ -90,52 +49,20 @@ def move_to_free_list(s, pfn, order, old_mt, new_mt):
 
 
 @njit_inline
-def page_is_buddy(s, pfn, order):
-    """page_is_buddy: the buddy is a free block head of exactly this order."""
-    if pfn < 0 or pfn >= s.par[P_NR_PAGES]:
-        return False
-    return (s.pg_flags[pfn] & (PG_BUDDY | PG_CACHE)) == PG_BUDDY and s.pg_order[pfn] == order
-
-
-@njit_inline
 def buddy_merge_likely(s, pfn, buddy_pfn, order):
     """buddy_merge_likely: put the block at the tail if its parent is likely to merge."""
     if order >= MAX_PAGE_ORDER - 1:
         return False
     higher_page_pfn = buddy_pfn & pfn
     higher_buddy = higher_page_pfn ^ (1 << (order + 1))
-    return page_is_buddy(s, higher_buddy, order + 1)
-
-
-@njit
-def set_pageblock_range(s, pfn, order, mt):
-    """set_pageblock_migratetype / change_pageblock_range for order >= pageblock_order."""
-    first = pfn >> PAGEBLOCK_ORDER
-    nr = 1
-    if order > PAGEBLOCK_ORDER:
-        nr = 1 << (order - PAGEBLOCK_ORDER)
-    for b in range(first, first + nr):
-        set_pageblock_mt(s, b, mt)
+    return page_is_buddy(s, higher_buddy, order + 1, False)
 
 
 @njit_inline
 def __free_one_page(s, pfn, order, mt, to_tail_forced):
     """__free_one_page: merge with free buddies up to MAX_PAGE_ORDER, then add to the
     head of the free list, or to the tail when buddy_merge_likely()."""
-    buddy_pfn = pfn ^ (1 << order)
-    while order < MAX_PAGE_ORDER:
-        buddy_pfn = pfn ^ (1 << order)
-        if not page_is_buddy(s, buddy_pfn, order):
-            break
-        buddy_mt = s.pg_mt[buddy_pfn]
-        if order >= PAGEBLOCK_ORDER and buddy_mt != mt and (mt >= MIGRATE_PCPTYPES or buddy_mt >= MIGRATE_PCPTYPES):
-            break  # !migratetype_is_mergeable(): no merging across such pageblocks
-        del_from_free_list(s, buddy_pfn, order, buddy_mt)
-        if order >= PAGEBLOCK_ORDER and buddy_mt != mt:
-            # "Match buddy type": expand() later puts sub-blocks on the right lists
-            set_pageblock_range(s, buddy_pfn, order, mt)
-        pfn = pfn & buddy_pfn
-        order += 1
+    pfn, order = buddy_merge(s, pfn, order, mt, False)
     if to_tail_forced:
         to_tail = True
     else:
@@ -145,27 +72,16 @@ def __free_one_page(s, pfn, order, mt, to_tail_forced):
 
 
 @njit_inline
-def expand(s, pfn, low, high, mt):
-    """expand: split a block of order `high` down to `low`, returning the upper halves
-    to the free lists of `mt` (at the head)."""
-    size = 1 << high
-    while high > low:
-        high -= 1
-        size >>= 1
-        add_to_free_list(s, pfn + size, high, mt, False)
-
-
-@njit_inline
 def __rmqueue_smallest(s, order, mt):
     """__rmqueue_smallest: the smallest free block of this migratetype, split by expand()."""
     for current_order in range(order, MAX_PAGE_ORDER + 1):
         pfn = s.free_head[current_order, mt]
-        if pfn < 0:
+        if pfn == NIL:
             continue
         del_from_free_list(s, pfn, current_order, mt)
-        expand(s, pfn, order, current_order, mt)
+        expand(s, pfn, order, current_order, mt, False)
         return pfn
-    return -1
+    return NO_PAGE
 
 
 @njit
@@ -180,14 +96,15 @@ def should_try_claim_block(order, start_mt):
 
 @njit
 def find_suitable_fallback(s, order, start_mt, claimable):
-    """find_suitable_fallback: -2 if too small to claim, -1 if no fallback list has a block."""
+    """find_suitable_fallback: a fallback migratetype with a free block of this order,
+    FALLBACK_NONE, or FALLBACK_TOO_SMALL (too small to claim: stop looking)."""
     if claimable and not should_try_claim_block(order, start_mt):
-        return -2
+        return FALLBACK_TOO_SMALL
     for i in range(2):
         fmt = fallback_mt(start_mt, i)
-        if fmt >= 0 and s.nr_free[order, fmt] > 0:
+        if fmt != FALLBACK_NONE and s.nr_free[order, fmt] > 0:
             return fmt
-    return -1
+    return FALLBACK_NONE
 
 
 @njit
@@ -234,7 +151,7 @@ def try_to_claim_block(s, pfn, current_order, order, start_mt, block_mt):
     if current_order >= PAGEBLOCK_ORDER:
         del_from_free_list(s, pfn, current_order, block_mt)
         set_pageblock_range(s, pfn, current_order, start_mt)
-        expand(s, pfn, order, current_order, start_mt)
+        expand(s, pfn, order, current_order, start_mt, False)
         s.ctr[C_CLAIM] += 1
         return pfn
     block_start = (pfn >> PAGEBLOCK_ORDER) << PAGEBLOCK_ORDER
@@ -250,7 +167,7 @@ def try_to_claim_block(s, pfn, current_order, order, start_mt, block_mt):
         set_pageblock_mt(s, block_start >> PAGEBLOCK_ORDER, start_mt)
         s.ctr[C_CLAIM] += 1
         return __rmqueue_smallest(s, order, start_mt)
-    return -1
+    return NO_PAGE
 
 
 @njit
@@ -262,15 +179,15 @@ def __rmqueue_claim(s, order, start_mt, nofragment):
         min_order = PAGEBLOCK_ORDER
     for current_order in range(MAX_PAGE_ORDER, min_order - 1, -1):
         fmt = find_suitable_fallback(s, current_order, start_mt, True)
-        if fmt == -2:
+        if fmt == FALLBACK_TOO_SMALL:
             break
-        if fmt == -1:
+        if fmt == FALLBACK_NONE:
             continue
         pfn = s.free_head[current_order, fmt]
         pfn = try_to_claim_block(s, pfn, current_order, order, start_mt, fmt)
         if pfn >= 0:
             return pfn
-    return -1
+    return NO_PAGE
 
 
 @njit
@@ -279,14 +196,14 @@ def __rmqueue_steal(s, order, start_mt):
     fallback migratetype's lists (page_del_and_expand)."""
     for current_order in range(order, MAX_PAGE_ORDER + 1):
         fmt = find_suitable_fallback(s, current_order, start_mt, False)
-        if fmt < 0:
+        if fmt == FALLBACK_NONE:
             continue
         pfn = s.free_head[current_order, fmt]
         del_from_free_list(s, pfn, current_order, fmt)
-        expand(s, pfn, order, current_order, fmt)
+        expand(s, pfn, order, current_order, fmt, False)
         s.ctr[C_STEAL] += 1
         return pfn
-    return -1
+    return NO_PAGE
 
 
 @njit
@@ -296,7 +213,7 @@ def __rmqueue(s, order, mt, nofragment):
     if pfn >= 0:
         return pfn
     if mt >= MIGRATE_PCPTYPES:
-        return -1
+        return NO_PAGE
     pfn = __rmqueue_claim(s, order, mt, nofragment)
     if pfn >= 0:
         return pfn
@@ -322,41 +239,14 @@ def rmqueue_inline(s, order, mt, nofragment):
 @njit_inline
 def pcp_add(s, cpu, mt, pfn, tail):
     set_block_head(s, pfn, (s.pg_flags[pfn] & (0xFF ^ (PG_ALLOC | PG_BUDDY))) | PG_PCP, 0, mt)
-    head = s.pcp_head[cpu, mt]
-    if head < 0:
-        s.pg_next[pfn] = -1
-        s.pg_prev[pfn] = -1
-        s.pcp_head[cpu, mt] = pfn
-        s.pcp_tail[cpu, mt] = pfn
-    elif tail:
-        t = s.pcp_tail[cpu, mt]
-        s.pg_next[t] = pfn
-        s.pg_prev[pfn] = t
-        s.pg_next[pfn] = -1
-        s.pcp_tail[cpu, mt] = pfn
-    else:
-        s.pg_prev[head] = pfn
-        s.pg_next[pfn] = head
-        s.pg_prev[pfn] = -1
-        s.pcp_head[cpu, mt] = pfn
+    list_add(s.pg_next, s.pg_prev, s.pcp_head, s.pcp_tail, cpu, mt, pfn, tail)
     s.pcp_count[cpu] += 1
     s.ctr[C_NR_PCP] += 1
 
 
 @njit_inline
 def pcp_del(s, cpu, mt, pfn):
-    nxt = s.pg_next[pfn]
-    prv = s.pg_prev[pfn]
-    if prv >= 0:
-        s.pg_next[prv] = nxt
-    else:
-        s.pcp_head[cpu, mt] = nxt
-    if nxt >= 0:
-        s.pg_prev[nxt] = prv
-    else:
-        s.pcp_tail[cpu, mt] = prv
-    s.pg_next[pfn] = -1
-    s.pg_prev[pfn] = -1
+    list_del(s.pg_next, s.pg_prev, s.pcp_head, s.pcp_tail, cpu, mt, pfn)
     s.pg_flags[pfn] &= 0xFF ^ PG_PCP
     s.pcp_count[cpu] -= 1
     s.ctr[C_NR_PCP] -= 1
@@ -426,12 +316,12 @@ def rmqueue(s, order, mt, cpu):
     (with the ALLOC_NOFRAGMENT first pass of get_page_from_freelist)."""
     nofrag = s.par[P_NOFRAGMENT] != 0
     if order == 0 and s.par[P_PCP_ON] != 0 and mt < MIGRATE_PCPTYPES:
-        if s.pcp_head[cpu, mt] < 0:
+        if s.pcp_head[cpu, mt] == NIL:
             if rmqueue_bulk(s, cpu, mt, s.par[P_PCP_BATCH], nofrag) == 0 and nofrag:
                 rmqueue_bulk(s, cpu, mt, s.par[P_PCP_BATCH], False)
         pfn = s.pcp_head[cpu, mt]
         if pfn < 0:
-            return -1
+            return NO_PAGE
         pcp_del(s, cpu, mt, pfn)
         return pfn
     pfn = rmqueue_inline(s, order, mt, nofrag)
@@ -455,8 +345,8 @@ def get_page_from_freelist(s, order, mt, cpu, alloc_flags):
         if not zone_watermark_ok(s, order, mark):
             # order-0 pages already on this CPU's list are handed out regardless
             if not (order == 0 and s.par[P_PCP_ON] != 0 and mt < MIGRATE_PCPTYPES
-                    and s.pcp_head[cpu, mt] >= 0):
-                return -1
+                    and s.pcp_head[cpu, mt] != NIL):
+                return NO_PAGE
     pfn = rmqueue(s, order, mt, cpu)
     if pfn >= 0:
         prep_new_page(s, pfn, order, mt)
@@ -492,7 +382,7 @@ def __alloc_pages_slowpath(s, order, mt, cpu, alloc_flags):
     alloc_flags: the min watermark, then again after draining the per-CPU lists. The
     event loop inlines the fast path and calls this out of line (a call passes every
     array of the state)."""
-    pfn = -1
+    pfn = NO_PAGE
     if alloc_flags == ALLOC_WMARK_LOW:
         pfn = get_page_from_freelist_call(s, order, mt, cpu, ALLOC_WMARK_MIN)
         if pfn >= 0:
@@ -517,15 +407,6 @@ def __free_pages(s, pfn, order, cpu):
             free_pcppages_bulk(s, cpu, s.par[P_PCP_BATCH])
         return
     __free_one_page(s, pfn, order, mt, False)
-
-
-def nr_free_pages_check(s):
-    """Python helper: recount NR_FREE_PAGES from the free lists (tests)."""
-    total = 0
-    for order in range(MAX_PAGE_ORDER + 1):
-        for mt in range(NR_MIGRATETYPES):
-            total += int(s.nr_free[order, mt]) << order
-    return total
 
 
 # names without leading underscores, for callers inside classes (Python mangles __names there)

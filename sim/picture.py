@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .constants import MAP_LEAF, MAP_NONE, PMD_PAGES, PROT_PRESENT
+from .constants import MAP_LEAF, MAP_NONE, PG_HOLE, PMD_PAGES, PROT_PRESENT, PTRS_PER_PMD
 
 # region codes
 R_HOLE, R_1G, R_2M, R_4K, R_UNMAPPED = 0, 1, 2, 3, 4
@@ -15,8 +15,8 @@ def region_codes(s) -> np.ndarray:
     """Per 2M region: hole / inside a 1G page / 2M page / split to 4K / holds pages that
     are not present in the direct map (vectorized, O(pages), once per run)."""
     code = np.where(s.pmd_map == MAP_NONE, R_HOLE, np.where(s.pmd_map == MAP_LEAF, R_2M, R_4K)).astype(np.uint8)
-    code[np.repeat(s.pud_map == MAP_LEAF, 512) & (code != R_HOLE)] = R_1G
-    ram = (s.pg_flags & 16) == 0
+    code[np.repeat(s.pud_map == MAP_LEAF, PTRS_PER_PMD) & (code != R_HOLE)] = R_1G
+    ram = (s.pg_flags & PG_HOLE) == 0
     np_pages = ((s.prot & PROT_PRESENT) == 0) & ram
     code[np_pages.reshape(-1, PMD_PAGES).any(axis=1)] = R_UNMAPPED
     return code

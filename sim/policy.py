@@ -14,29 +14,26 @@ import numpy as np
 from .cache import cache_alloc, cache_capture, cache_free, cache_held_add, cache_shrink
 from .config import PolicyConfig, validate_policy
 from .constants import (
-    C_CACHE_BYPASS, C_CACHE_CAPTURED, C_CACHE_FREE, C_CACHE_HELD, C_CACHE_HITS,
-    C_CACHE_LIMIT_FALLBACKS, C_CACHE_MISSES, C_CACHE_REFILL_2M, C_CACHE_RELEASED, C_CACHE_STRANDED,
-    C_CACHE_USED, C_NR_FREE,
-    C_SHRINK_RUNS, MAP_LEAF, MAP_NONE, MAX_PAGE_ORDER, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE,
-    MIGRATE_UNMAPPED, MIGRATE_UNMOVABLE, PAGE_KERNEL, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER,
-    PG_CACHE, PMD_PAGES, POL_EXECMEM, POL_GROUPED, POL_MIGRATETYPE, POL_NONE, POL_PROG_PACK,
-    POL_UNMAPPED_CACHE, POLICY_CODES, PROT_PKEY, PROT_PRESENT, PROT_RW, PUD_PAGES,
+    MAP_LEAF, MAP_NONE, MAX_PAGE_ORDER, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMAPPED,
+    MIGRATE_UNMOVABLE, PAGE_KERNEL, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_CACHE, PMD_PAGES,
+    PROT_PKEY, PROT_PRESENT, PROT_RW, PTRS_PER_PMD, PUD_PAGES,
 )
 from .directmap import change_page_attr, split_large_page_1g, split_large_page_2m
 from .jit import njit, njit_inline
 from .pollution import set_pageblock_mt
-from .page_alloc import (
-    __move_freepages_block, __rmqueue_smallest, add_to_free_list,
-    del_from_free_list, expand, prep_new_page, set_pageblock_range, zone_watermark_ok,
-)
-from .state import (
-    P_CACHE_BUDDY, P_CACHE_CAPTURE, P_CACHE_COLLAPSE, P_CACHE_FALLBACK_ORDERS, P_CACHE_MASK_CLR,
-    P_CACHE_MASK_SET, P_CACHE_MAX_PAGES, P_CACHE_RELEASE_2M, P_CACHE_RELEASE_EMPTY,
-    P_CACHE_RESET_RELEASE, P_POLICY, P_SHRINK_BATCH, P_SHRINK_HIGH, P_SHRINK_INTERVAL_US,
-    P_SHRINK_KEEP, P_SHRINK_NEXT_US, P_SHRINK_ON_RECLAIM, P_SHRINK_WMARK_PCT, P_WMARK_HIGH, P_WMARK_MIN,
+from .buddy import add_to_free_list, del_from_free_list, expand, set_pageblock_range
+from .page_alloc import __move_freepages_block, __rmqueue_smallest, prep_new_page, zone_watermark_ok
+from .layout import (
+    C_CACHE_BYPASS, C_CACHE_CAPTURED, C_CACHE_FREE, C_CACHE_HELD, C_CACHE_HITS,
+    C_CACHE_LIMIT_FALLBACKS, C_CACHE_MISSES, C_CACHE_REFILL_2M, C_CACHE_RELEASED, C_CACHE_STRANDED,
+    C_CACHE_USED, C_NR_FREE, C_SHRINK_RUNS, CODE_PACKS, NIL, NO_PAGE, NOT_SERVED, AT_LIMIT, POLICY_CODES, POL_EXECMEM, POL_GROUPED, POL_MIGRATETYPE,
+    POL_NONE, POL_PROG_PACK, POL_UNMAPPED_CACHE, P_CACHE_BUDDY, P_CACHE_CAPTURE, P_CACHE_COLLAPSE,
+    P_CACHE_FALLBACK_ORDERS, P_CACHE_MASK_CLR, P_CACHE_MASK_SET, P_CACHE_MAX_PAGES, P_CACHE_RELEASE_2M,
+    P_CACHE_RELEASE_EMPTY, P_CACHE_RESET_RELEASE, P_POLICY, P_SHRINK_BATCH, P_SHRINK_HIGH,
+    P_SHRINK_INTERVAL_US, P_SHRINK_KEEP, P_SHRINK_ON_RECLAIM, P_SHRINK_WMARK_PCT, P_WMARK_HIGH,
+    P_WMARK_MIN, V_SHRINK_NEXT_US,
 )
 
-NOT_SERVED = -2  # the policy does not serve this request: today's behaviour
 SERVED_PAGES, SERVED_CHUNKS = 1, 2  # served_callers(): pages from the policy, or bpf_prog_pack chunks
 
 
@@ -63,8 +60,9 @@ def policy_config(name: str = "none", **knobs) -> PolicyConfig:
     return validate_policy(cfg)
 
 
-def policy_params(par, p: PolicyConfig) -> None:
-    """Write a policy's knobs into the state's parameter array."""
+def policy_params(s, p: PolicyConfig) -> None:
+    """Write a policy's knobs into the state's settings (and its shrinker's first deadline)."""
+    par = s.par
     code = POLICY_CODES[p.name]
     par[P_POLICY] = code
     par[P_CACHE_MAX_PAGES] = p.max_blocks * PAGEBLOCK_NR_PAGES
@@ -87,20 +85,16 @@ def policy_params(par, p: PolicyConfig) -> None:
     par[P_SHRINK_WMARK_PCT] = int(round(p.shrink_below_high_wmark_pct))
     par[P_SHRINK_HIGH] = p.shrink_above_free_pages
     par[P_SHRINK_INTERVAL_US] = int(round(p.shrink_interval_ms * 1000))
-    par[P_SHRINK_NEXT_US] = par[P_SHRINK_INTERVAL_US]
+    s.var[V_SHRINK_NEXT_US] = par[P_SHRINK_INTERVAL_US]
     par[P_SHRINK_KEEP] = p.keep_free_pages
     par[P_SHRINK_BATCH] = p.batch_pages
     par[P_SHRINK_ON_RECLAIM] = int(p.shrink_on_reclaim)
 
 
-# the code packs serve only code allocations; BPF images are packed in 64-byte chunks
-PACK_KINDS = {"prog_pack": ("bpf",), "execmem_rox": ("bpf", "module", "ftrace", "kprobe")}
-
-
 def served_callers(sc) -> np.ndarray:
     """Per caller (in workload order): whether the policy serves its __GFP_UNMAPPED
     requests (0), with pages (SERVED_PAGES) or with bpf_prog_pack chunks (SERVED_CHUNKS)."""
-    kinds = PACK_KINDS.get(sc.policy.name)
+    kinds = CODE_PACKS.get(sc.policy.name)  # code packs serve code callers; BPF images in chunks
     out = [0 if not (c.unmapped and (kinds is None or c.kind in kinds))
            else SERVED_CHUNKS if kinds is not None and c.kind == "bpf" else SERVED_PAGES
            for c in sc.workload.callers.values()]
@@ -129,11 +123,11 @@ def claim_unmapped_pageblock(s):
     for order in range(MAX_PAGE_ORDER, -1, -1):
         for fmt in (MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE):
             pfn = s.free_head[order, fmt]
-            if pfn < 0:
+            if pfn == NIL:
                 continue
             if order >= PAGEBLOCK_ORDER:  # one pageblock; the rest stays where it was
                 del_from_free_list(s, pfn, order, fmt)
-                expand(s, pfn, PAGEBLOCK_ORDER, order, fmt)
+                expand(s, pfn, PAGEBLOCK_ORDER, order, fmt, False)
                 set_pageblock_range(s, pfn, PAGEBLOCK_ORDER, MIGRATE_UNMAPPED)
                 add_to_free_list(s, pfn, PAGEBLOCK_ORDER, MIGRATE_UNMAPPED, False)
             else:
@@ -143,9 +137,8 @@ def claim_unmapped_pageblock(s):
                 set_pageblock_mt(s, pfn >> PAGEBLOCK_ORDER, MIGRATE_UNMAPPED)
                 pfn = start
             split_to_4k(s, pfn)
-            nblocks = 1
-            s.ctr[C_CACHE_REFILL_2M] += nblocks
-            cache_held_add(s, nblocks * PAGEBLOCK_NR_PAGES)
+            s.ctr[C_CACHE_REFILL_2M] += 1
+            cache_held_add(s, PAGEBLOCK_NR_PAGES)
             return True
     return False
 
@@ -154,17 +147,17 @@ def claim_unmapped_pageblock(s):
 def migratetype_alloc(s, order):
     """__rmqueue for MIGRATE_UNMAPPED: its own lists, else claim a pageblock."""
     if not zone_watermark_ok(s, order, s.par[P_WMARK_MIN]):
-        return -1
+        return NO_PAGE
     pfn = __rmqueue_smallest(s, order, MIGRATE_UNMAPPED)
-    if pfn >= 0:
+    if pfn != NO_PAGE:
         s.ctr[C_CACHE_HITS] += 1
     else:
         s.ctr[C_CACHE_MISSES] += 1
         if not claim_unmapped_pageblock(s):
-            return -1
+            return NO_PAGE
         pfn = __rmqueue_smallest(s, order, MIGRATE_UNMAPPED)
-        if pfn < 0:
-            return -1
+        if pfn == NO_PAGE:
+            return NO_PAGE
     prep_new_page(s, pfn, order, MIGRATE_UNMOVABLE)
     # the pages go off the direct map one by one; the pageblock is PTE-mapped already
     for i in range(1 << order):
@@ -180,7 +173,7 @@ def migratetype_shrink(s, nr_to_scan):
     s.ctr[C_SHRINK_RUNS] += 1
     budget = nr_to_scan if nr_to_scan > 0 else s.par[P_SHRINK_BATCH]
     for order in range(MAX_PAGE_ORDER, PAGEBLOCK_ORDER - 1, -1):
-        while s.free_head[order, MIGRATE_UNMAPPED] >= 0 and (budget <= 0 or released < budget):
+        while s.free_head[order, MIGRATE_UNMAPPED] != NIL and (budget <= 0 or released < budget):
             pfn = s.free_head[order, MIGRATE_UNMAPPED]
             del_from_free_list(s, pfn, order, MIGRATE_UNMAPPED)
             set_pageblock_range(s, pfn, order, MIGRATE_MOVABLE)
@@ -194,14 +187,25 @@ def migratetype_shrink(s, nr_to_scan):
 
 
 @njit
-def sync_policy_counters(s):
-    """MIGRATE_UNMAPPED lives in the zone's free lists: derive the cache view from them."""
-    if s.par[P_POLICY] == POL_MIGRATETYPE:
-        free = 0
-        for o in range(MAX_PAGE_ORDER + 1):
-            free += s.nr_free[o, MIGRATE_UNMAPPED] << o
-        s.ctr[C_CACHE_FREE] = free
-        s.ctr[C_CACHE_USED] = s.ctr[C_CACHE_HELD] - free
+def cache_free_pages(s):
+    """Free pages the policy holds: its cache's lists, or (MIGRATE_UNMAPPED, which lives in
+    the zone's free lists) the UNMAPPED free lists."""
+    if s.par[P_POLICY] != POL_MIGRATETYPE:
+        return s.ctr[C_CACHE_FREE]
+    free = 0
+    for o in range(MAX_PAGE_ORDER + 1):
+        free += s.nr_free[o, MIGRATE_UNMAPPED] << o
+    return free
+
+
+@njit
+def reported_counter(s, j):
+    """Counter j as reported (reading is pure: nothing is written). MIGRATE_UNMAPPED's cache
+    view (free / used pages) is derived from the zone's free lists."""
+    if s.par[P_POLICY] == POL_MIGRATETYPE and (j == C_CACHE_FREE or j == C_CACHE_USED):
+        free = cache_free_pages(s)
+        return free if j == C_CACHE_FREE else s.ctr[C_CACHE_HELD] - free
+    return s.ctr[j]
 
 
 # --- dispatch ------------------------------------------------------------------------
@@ -210,7 +214,7 @@ def sync_policy_counters(s):
 @njit
 def policy_alloc(s, order):
     """Allocate for a __GFP_UNMAPPED user. Returns the pfn (its direct map already
-    changed), -1 on failure, NOT_SERVED when the caller should do today's thing."""
+    changed), NO_PAGE on failure, NOT_SERVED when the caller should do today's thing."""
     pol = s.par[P_POLICY]
     if pol == POL_NONE:
         return NOT_SERVED
@@ -220,7 +224,7 @@ def policy_alloc(s, order):
         s.ctr[C_CACHE_BYPASS] += 1
         return NOT_SERVED
     pfn = cache_alloc(s, order, s.par[P_CACHE_MAX_PAGES])
-    if pfn == -2:
+    if pfn == AT_LIMIT:
         s.ctr[C_CACHE_LIMIT_FALLBACKS] += 1
         return NOT_SERVED
     return pfn
@@ -232,7 +236,7 @@ def pte_mapped(s, pfn, order):
     end = pfn + (1 << order)
     m = pfn // PMD_PAGES
     while m * PMD_PAGES < end:
-        if s.pud_map[m // 512] == MAP_LEAF or s.pmd_map[m] == MAP_LEAF or s.pmd_map[m] == MAP_NONE:
+        if s.pud_map[m // PTRS_PER_PMD] == MAP_LEAF or s.pmd_map[m] == MAP_LEAF or s.pmd_map[m] == MAP_NONE:
             return False
         m += 1
     return True
@@ -278,13 +282,13 @@ def policy_tick(s, t_us):
     if pct > 0 and s.ctr[C_NR_FREE] * 100 < pct * s.par[P_WMARK_HIGH]:
         policy_shrink(s, 0)
     high = s.par[P_SHRINK_HIGH]
-    if high > 0 and s.ctr[C_CACHE_FREE] > high:
+    if high > 0 and cache_free_pages(s) > high:
         policy_shrink(s, 0)
     iv = s.par[P_SHRINK_INTERVAL_US]
-    if iv > 0 and t_us >= s.par[P_SHRINK_NEXT_US]:
+    if iv > 0 and t_us >= s.var[V_SHRINK_NEXT_US]:
         policy_shrink(s, 0)
-        while s.par[P_SHRINK_NEXT_US] <= t_us:
-            s.par[P_SHRINK_NEXT_US] += iv
+        while s.var[V_SHRINK_NEXT_US] <= t_us:
+            s.var[V_SHRINK_NEXT_US] += iv
 
 
 @njit
@@ -294,6 +298,7 @@ def policy_reclaim(s):
         return
     if s.par[P_SHRINK_ON_RECLAIM] != 0:
         policy_shrink(s, 0)
-    if s.ctr[C_CACHE_FREE] > s.ctr[C_CACHE_STRANDED]:
-        s.ctr[C_CACHE_STRANDED] = s.ctr[C_CACHE_FREE]
+    free = cache_free_pages(s)
+    if free > s.ctr[C_CACHE_STRANDED]:
+        s.ctr[C_CACHE_STRANDED] = free
 

@@ -8,10 +8,11 @@ series reads two counters instead of walking the pages; `invariants.pollution_re
 recounts both, and every pageblock's pins, from the arrays."""
 import numpy as np
 
-from .constants import (
-    C_PB_MIXED, C_PB_POLLUTED, MIGRATE_MOVABLE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_ALLOC, PG_CACHE,
-)
+from .constants import MIGRATE_MOVABLE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_ALLOC, PG_CACHE
 from .jit import njit, njit_inline
+from .layout import (
+    C_PB_MIXED, C_PB_POLLUTED,
+)
 
 
 @njit_inline

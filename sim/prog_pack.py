@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from .constants import (
-    BPF_PROG_CHUNK_COUNT, BPF_PROG_CHUNK_SIZE, C_PACK_CHUNKS, C_PACK_LIMIT_FALLBACKS, C_PACKS, PAGEBLOCK_ORDER,
-)
+from .constants import BPF_PROG_CHUNK_COUNT, BPF_PROG_CHUNK_SIZE, PAGEBLOCK_ORDER
 from .jit import njit
 from .policy import policy_alloc, policy_free
-from .state import P_PACK_COUNT
+from .layout import (
+    NO_PAGE, NOT_SERVED, is_code_pack,
+    C_PACKS, C_PACK_CHUNKS, C_PACK_LIMIT_FALLBACKS, V_PACK_COUNT,
+)
 
 PACK_WORDS = BPF_PROG_CHUNK_COUNT // 64  # uint64 words per pack bitmap
 PACK_SLOTS = 1024  # packs the model can hold (2 GiB of JIT images; 4 MiB of bitmaps)
 PACK_HANDLE_BASE = -16  # a_pfn <= this: a chunk allocation, -(slot * 32768 + pos) + base
 
-NO_PACK = -1  # bpf_prog_pack_alloc: no pack memory (allocation failure)
-PACK_NOT_SERVED = -2  # larger than a pack, or no free slot: today's path (policy.NOT_SERVED)
+NO_AREA = -1  # bitmap_find_next_zero_area: no run of free chunks that long
+# bpf_prog_pack_alloc returns a handle, NO_PAGE (no pack memory) or NOT_SERVED (larger than a
+# pack, or no free slot: today's path)
 
 _ONE = np.uint64(1)
 _FULL = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -34,7 +36,7 @@ _FULL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 def pack_slots(policy_name: str, nr_pmd: int) -> int:
     """How many packs the state has room for: none unless the policy packs code."""
-    return min(PACK_SLOTS, nr_pmd) if policy_name in ("prog_pack", "execmem_rox") else 1
+    return min(PACK_SLOTS, nr_pmd) if is_code_pack(policy_name) else 1
 
 
 def bytes_to_chunks(nbytes):
@@ -44,7 +46,7 @@ def bytes_to_chunks(nbytes):
 
 @njit
 def bitmap_find_next_zero_area(bits, slot, nbits):
-    """First position of nbits consecutive clear bits in a pack's bitmap, or -1."""
+    """First position of nbits consecutive clear bits in a pack's bitmap, or NO_AREA."""
     run = 0
     start = 0
     for w in range(PACK_WORDS):
@@ -68,7 +70,7 @@ def bitmap_find_next_zero_area(bits, slot, nbits):
                 run += 1
                 if run >= nbits:
                     return start
-    return -1
+    return NO_AREA
 
 
 @njit
@@ -90,39 +92,39 @@ def pack_handle(slot, pos):
 @njit
 def alloc_new_pack(s):
     """A new pack (a 2M block of the policy's ROX cache) at the tail of pack_list;
-    returns its slot, NO_PACK or PACK_NOT_SERVED."""
-    n = s.par[P_PACK_COUNT]
+    returns its slot, NO_PAGE or NOT_SERVED."""
+    n = s.var[V_PACK_COUNT]
     if n >= s.pack_pfn.shape[0]:
         s.ctr[C_PACK_LIMIT_FALLBACKS] += 1
-        return PACK_NOT_SERVED
+        return NOT_SERVED
     pfn = policy_alloc(s, PAGEBLOCK_ORDER)
-    if pfn < 0:
-        return NO_PACK if pfn == -1 else PACK_NOT_SERVED
+    if pfn == NO_PAGE or pfn == NOT_SERVED:
+        return pfn
     slot = 0
-    while s.pack_pfn[slot] >= 0:
+    while s.pack_pfn[slot] != NO_PAGE:
         slot += 1
     s.pack_pfn[slot] = pfn
     s.pack_used[slot] = 0
     s.pack_list[n] = slot
-    s.par[P_PACK_COUNT] = n + 1
+    s.var[V_PACK_COUNT] = n + 1
     s.ctr[C_PACKS] += 1
     return slot
 
 
 @njit
 def bpf_prog_pack_alloc(s, nbits):
-    """Returns a handle, NO_PACK or PACK_NOT_SERVED."""
+    """Returns a handle, NO_PAGE or NOT_SERVED."""
     if nbits <= 0 or nbits > BPF_PROG_CHUNK_COUNT:
-        return PACK_NOT_SERVED  # size > BPF_PROG_PACK_SIZE: bpf_jit_alloc_exec + set_memory_rox
-    for i in range(s.par[P_PACK_COUNT]):
+        return NOT_SERVED  # size > BPF_PROG_PACK_SIZE: bpf_jit_alloc_exec + set_memory_rox
+    for i in range(s.var[V_PACK_COUNT]):
         slot = s.pack_list[i]
         if BPF_PROG_CHUNK_COUNT - s.pack_used[slot] < nbits:
             continue
         pos = bitmap_find_next_zero_area(s.pack_bits, slot, nbits)
-        if pos >= 0:
+        if pos != NO_AREA:
             return pack_take(s, slot, pos, nbits)
     slot = alloc_new_pack(s)
-    if slot < 0:
+    if slot == NO_PAGE or slot == NOT_SERVED:
         return slot
     return pack_take(s, slot, 0, nbits)
 
@@ -147,15 +149,15 @@ def bpf_prog_pack_free(s, handle, nbits):
     s.ctr[C_PACK_CHUNKS] -= nbits
     if s.pack_used[slot] > 0:
         return
-    n = s.par[P_PACK_COUNT]
+    n = s.var[V_PACK_COUNT]
     i = 0
     while s.pack_list[i] != slot:
         i += 1
     for j in range(i, n - 1):  # list_del, keeping creation order
         s.pack_list[j] = s.pack_list[j + 1]
-    s.par[P_PACK_COUNT] = n - 1
+    s.var[V_PACK_COUNT] = n - 1
     pfn = s.pack_pfn[slot]
-    s.pack_pfn[slot] = -1
+    s.pack_pfn[slot] = NO_PAGE
     s.ctr[C_PACKS] -= 1
     policy_free(s, pfn, PAGEBLOCK_ORDER)
 
@@ -163,6 +165,6 @@ def bpf_prog_pack_free(s, handle, nbits):
 def pack_state(s, policy_name: str):
     """The state with room for the policy's packs (a 1-slot stub for other policies)."""
     slots = pack_slots(policy_name, s.pmd_map.shape[0])
-    return s._replace(pack_pfn=np.full(slots, -1, np.int32), pack_list=np.zeros(slots, np.int32),
+    return s._replace(pack_pfn=np.full(slots, NO_PAGE, np.int32), pack_list=np.zeros(slots, np.int32),
                       pack_used=np.zeros(slots, np.int32), pack_bits=np.zeros((slots, PACK_WORDS), np.uint64))
 

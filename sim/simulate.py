@@ -9,16 +9,18 @@ import numpy as np
 import polars as pl
 
 from .boot import boot
-from .constants import N_COUNTERS
 from .engine import N_SAMPLE_COLS, new_alloc_state, run_events, sample_until
 from .hydra_conf import to_sim_config
-from .metrics import COUNTER_NAMES, counters
+from .metrics import counters
 from .picture import region_codes
 from .policy import policy_params, served_callers
 from .prog_pack import pack_state
 from .result import SimResult
-from .state import P_MANAGED
 from .workload import generate
+from .layout import (
+    COUNTER_NAMES,
+    N_COUNTERS, P_MANAGED,
+)
 
 CHUNK_EVENTS = 1 << 20  # events per call of the compiled loop (progress granularity)
 
@@ -47,7 +49,7 @@ def simulate(cfg, progress: Optional[Callable[[int, int], None]] = None) -> SimR
     sc = to_sim_config(cfg)
     t0 = time.perf_counter()
     s = boot(sc.machine)
-    policy_params(s.par, sc.policy)
+    policy_params(s, sc.policy)
     s = pack_state(s, sc.policy.name)
     es = generate(sc.workload, int(s.par[P_MANAGED]), sc.machine.cpus, sc.seed)
     c_served = served_callers(sc)

@@ -13,47 +13,12 @@ import numpy as np
 
 from . import hugemem
 from .constants import (
-    C_DM_1G, C_DM_2M, C_DM_4K, MAP_LEAF, MAP_NONE, MAP_TABLE, MIGRATE_PCPTYPES,
-    MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, N_COUNTERS, NR_MIGRATETYPES, NR_PAGE_ORDERS,
-    PAGE_KERNEL, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_HOLE, PG_RESERVED, PMD_PAGES, PUD_PAGES,
+    MAP_LEAF, MAP_NONE, MAP_TABLE, MAP_TABLE_BOOT, MIGRATE_PCPTYPES, MIGRATE_UNMOVABLE, MIGRATE_MOVABLE,
+    NR_MIGRATETYPES, NR_PAGE_ORDERS, PAGE_KERNEL, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_HOLE,
+    PG_RESERVED, PMD_PAGES, PUD_PAGES,
 )
+from .layout import C_DM_1G, C_DM_2M, C_DM_4K, N_COUNTERS, N_SCALARS, N_SETTINGS, NIL
 
-# indices into State.par (int64 parameters and scalar state)
-P_NR_PAGES = 0  # pfn span (padded to a whole 1G)
-P_WMARK_MIN = 1
-P_WMARK_LOW = 2
-P_WMARK_HIGH = 3
-P_PCP_ON = 4
-P_PCP_BATCH = 5
-P_PCP_HIGH = 6
-P_NOFRAGMENT = 7
-P_COLLAPSE = 8
-P_MANAGED = 9  # managed pages (given to the buddy allocator at boot)
-P_NCPUS = 10
-P_CPU = 11  # the CPU the current event runs on
-P_RAM_PAGES = 12
-P_MIN_FREE_KB = 13
-# policy (sim/policy.py)
-P_POLICY = 16  # constants.POL_*
-P_CACHE_MAX_PAGES = 17  # 0: no limit
-P_CACHE_RELEASE_2M = 18  # shrinker releases whole free 2M blocks (1) or 4K pages (0)
-P_CACHE_CAPTURE = 19  # capture frees of already PTE-mapped pages
-P_CACHE_FALLBACK_ORDERS = 20  # refill may take lower orders than 9
-P_CACHE_BUDDY = 21  # internal buddy allocator (1) or a list of 4K pages (0)
-P_CACHE_MASK_SET = 22  # direct-map change applied to cached memory
-P_CACHE_MASK_CLR = 23
-P_CACHE_COLLAPSE = 24  # collapse restored regions on release
-P_CACHE_RELEASE_EMPTY = 25  # release a 2M block as soon as it is entirely free (packs)
-P_CACHE_RESET_RELEASE = 26  # release through vm_reset_perms (per-page invalid + default)
-P_SHRINK_WMARK_PCT = 27  # run when NR_FREE_PAGES < pct% of the high watermark (0: off)
-P_SHRINK_HIGH = 28  # run when free cached pages exceed this (0: off)
-P_SHRINK_INTERVAL_US = 29  # run every N simulated microseconds (0: off)
-P_SHRINK_KEEP = 30  # free cached pages the shrinker keeps (low threshold)
-P_SHRINK_BATCH = 31  # pages released per run at most (0: no limit)
-P_SHRINK_NEXT_US = 32  # next periodic run (state)
-P_SHRINK_ON_RECLAIM = 33  # reclaim runs the shrinker
-P_PACK_COUNT = 34  # live packs on pack_list (prog_pack.py)
-N_PAR = 40
 
 # One 12-byte record per 4K page (struct page's fields the model needs).  The State holds
 # one strided view per field, so the code reads s.pg_flags[pfn] as before, but all of a
@@ -61,7 +26,6 @@ N_PAR = 40
 PAGE_RECORD = np.dtype([("next", np.int32), ("prev", np.int32), ("order", np.int8),
                         ("flags", np.uint8), ("mt", np.uint8), ("prot", np.uint8)])
 
-MAP_TABLE_BOOT = 3  # a 2M region mapped with 4K PTEs at boot on purpose (_PAGE_KERNEL_4K): never collapsed
 
 State = namedtuple(
     "State",
@@ -78,12 +42,13 @@ State = namedtuple(
         "nr_free",  # int64 [order, migratetype]: blocks on each free list
         "pcp_head", "pcp_tail",  # int32 [cpu, pcp migratetype]
         "pcp_count",  # int64 [cpu]
-        "cache_head", "cache_tail",  # int32 [order 0..9]: the policy cache's free lists
-        "cache_nr",  # int64 [order]: blocks on each cache free list
+        "cache_head", "cache_tail",  # int32 [order 0..9, 1]: the policy cache's free lists (buddy.py)
+        "cache_nr",  # int64 [order, 1]: blocks on each cache free list
         "pack_pfn", "pack_list", "pack_used",  # int32 [pack slot]: bpf_prog_pack (prog_pack.py)
         "pack_bits",  # uint64 [pack slot, 512]: each pack's chunk bitmap
-        "ctr",  # int64 counters (constants.C_*)
-        "par",  # int64 parameters (P_*)
+        "ctr",  # int64 counters (layout.COUNTERS, C_*)
+        "par",  # int64 settings (layout.SETTINGS, P_*): read-only once booted
+        "var",  # int64 mutable scalars (layout.SCALARS, V_*)
     ],
 )
 
@@ -140,15 +105,16 @@ def new_state(nr_pages_span: int, ncpus: int) -> State:
         pcp_head=np.full((ncpus, MIGRATE_PCPTYPES), -1, np.int32),
         pcp_tail=np.full((ncpus, MIGRATE_PCPTYPES), -1, np.int32),
         pcp_count=np.zeros(ncpus, np.int64),
-        cache_head=np.full(PAGEBLOCK_ORDER + 1, -1, np.int32),
-        cache_tail=np.full(PAGEBLOCK_ORDER + 1, -1, np.int32),
-        cache_nr=np.zeros(PAGEBLOCK_ORDER + 1, np.int64),
+        cache_head=np.full((PAGEBLOCK_ORDER + 1, 1), NIL, np.int32),
+        cache_tail=np.full((PAGEBLOCK_ORDER + 1, 1), NIL, np.int32),
+        cache_nr=np.zeros((PAGEBLOCK_ORDER + 1, 1), np.int64),
         pack_pfn=np.full(1, -1, np.int32),  # one unused slot; prog_pack.pack_state sizes them
         pack_list=np.zeros(1, np.int32),
         pack_used=np.zeros(1, np.int32),
         pack_bits=np.zeros((1, 512), np.uint64),
         ctr=np.zeros(N_COUNTERS, np.int64),
-        par=np.zeros(N_PAR, np.int64),
+        par=np.zeros(N_SETTINGS, np.int64),
+        var=np.zeros(N_SCALARS, np.int64),
     )
 
 

@@ -22,36 +22,21 @@ from . import hugemem
 from .config import CallerConfig, Dist, WorkloadConfig
 from .constants import BPF_PROG_CHUNK_SIZE, BPF_PROG_PACK_SIZE, MIGRATETYPES, PAGE_SIZE
 from .jit import njit, prefetch
+from .layout import (
+    AF_ACTION, AF_NO_PACK, AF_RECLAIMABLE, AF_UNMAPPED, ON_ALLOC, ON_FREE, decode, ev_chunks, ev_order,
+    field_mask, pack_event_word,
+)
 from .radix import argsort_stable
 
 PF_AHEAD = 16  # frees whose a_info is prefetched ahead in expand_events
 
-ON_ALLOC_CODES = {"none": 0, "ro": 1, "np": 2, "pks": 3}
-ON_FREE_CODES = {"none": 0, "reset": 1, "default": 2}
-
-# per-allocation flag bits (a_flags)
-AF_ACTION = 1  # apply the caller's on_alloc action to this allocation
-AF_RECLAIMABLE = 2  # kswapd may free it early
-AF_UNMAPPED = 4  # __GFP_UNMAPPED user: allocated through the policy
-AF_NO_PACK = 8  # part of a code image larger than a bpf_prog_pack: whole pages
-FLAGS_SHIFT = 24  # where a_flags sit in pack_info()
-CHUNKS_SHIFT = 32  # where the 64-byte chunk count sits (0: the whole allocation)
-CHUNKS_MASK = 0xFFFF
-
-
-def pack_info(order, caller, cpu, flags, chunks=0):
-    """One int64 per allocation: order (4 bits) | caller (8) | cpu (12) | flags (8) |
-    chunks (16): the bytes of a code image this allocation holds, in 64-byte
-    bpf_prog_pack chunks, when less than the whole allocation."""
-    return (order.astype(np.int64) | (caller.astype(np.int64) << 4) | (cpu.astype(np.int64) << 12)
-            | (np.asarray(flags).astype(np.int64) << FLAGS_SHIFT) | (np.asarray(chunks).astype(np.int64) << CHUNKS_SHIFT))
-
 
 @njit
 def alloc_chunks(info):
-    """64-byte chunks an allocation's image needs (bpf_prog_pack_alloc's nbits)."""
-    c = (info >> CHUNKS_SHIFT) & CHUNKS_MASK
-    return c if c else 64 << (info & 15)
+    """64-byte chunks an allocation's image needs (bpf_prog_pack_alloc's nbits): the image's
+    part in this allocation, or the whole allocation (PAGE_SIZE << order)."""
+    c = ev_chunks(info)
+    return c if c else (PAGE_SIZE // BPF_PROG_CHUNK_SIZE) << ev_order(info)
 
 
 @dataclass
@@ -60,7 +45,7 @@ class EventStream:
     its allocation's packed info, so the loop reads the event arrays in order and
     touches per-allocation memory (a_pfn) only once per event."""
 
-    a_info: np.ndarray  # int64 per allocation: pack_info()
+    a_info: np.ndarray  # int64 per allocation: layout.pack_event_word()
     ev_time: np.ndarray  # float64, seconds (fill phase at t < 0)
     ev_code: np.ndarray  # int64: 2 * allocation id + is_free
     ev_info: np.ndarray  # int64: a_info of the event's allocation
@@ -76,11 +61,11 @@ class EventStream:
 
     @property
     def a_order(self) -> np.ndarray:
-        return (self.a_info & 15).astype(np.int8)
+        return decode(self.a_info, "order").astype(np.int8)
 
     @property
     def a_caller(self) -> np.ndarray:
-        return ((self.a_info >> 4) & 255).astype(np.uint8)
+        return decode(self.a_info, "caller").astype(np.uint8)
 
     @property
     def n_events(self) -> int:
@@ -229,8 +214,8 @@ def generate(wl: WorkloadConfig, managed_pages: int, ncpus: int, seed: int) -> E
         cols["t"].append(t)
         cols["t_free"].append(t + np.maximum(draw(c.lifetime_s, crng, t.size), 1e-9))
         cols["n"].append(nalloc)
-        cols["info"].append(pack_info(order, np.full(t.size, ci), crng.integers(0, ncpus, t.size),
-                                      flags | np.where(no_pack, AF_NO_PACK, 0), tail))
+        cols["info"].append(pack_event_word(order, np.full(t.size, ci), crng.integers(0, ncpus, t.size),
+                                            flags | np.where(no_pack, AF_NO_PACK, 0), tail))
 
     # objects in time order: each caller's objects are sorted already, so the stable
     # (run-merging) sort costs O(n log callers)
@@ -243,10 +228,10 @@ def generate(wl: WorkloadConfig, managed_pages: int, ncpus: int, seed: int) -> E
     # its caller's on_alloc action with probability on_alloc_fraction
     a_info = np.repeat(o_info, n_per_obj)
     # a partial last allocation's chunk count: clear it from the object's other allocations
-    split = np.flatnonzero((((o_info >> CHUNKS_SHIFT) & CHUNKS_MASK) != 0) & (n_per_obj > 1))
-    a_info[ranges(first_alloc[split], n_per_obj[split] - 1)] &= ~(CHUNKS_MASK << CHUNKS_SHIFT)
-    act = rng.random(a_info.size) < act_frac[(a_info >> 4) & 255]
-    a_info[act] |= AF_ACTION << FLAGS_SHIFT
+    split = np.flatnonzero((decode(o_info, "chunks") != 0) & (n_per_obj > 1))
+    a_info[ranges(first_alloc[split], n_per_obj[split] - 1)] &= ~field_mask("chunks")
+    act = rng.random(a_info.size) < act_frac[decode(a_info, "caller")]
+    a_info[act] |= pack_event_word(0, 0, 0, AF_ACTION)
     freed = np.flatnonzero(t_free < duration)
     freed = freed[argsort_stable(t_free[freed])]  # radix: 2x numpy's quicksort argsort, ties in id order
     n_fr = n_per_obj[freed]
@@ -257,7 +242,7 @@ def generate(wl: WorkloadConfig, managed_pages: int, ncpus: int, seed: int) -> E
     return EventStream(
         a_info=a_info, ev_time=ev_time, ev_code=ev_code, ev_info=ev_info,
         caller_names=names, c_mt=c_mt,
-        c_on_alloc=np.array([ON_ALLOC_CODES[wl.callers[n].on_alloc] for n in names] or [0], np.uint8),
-        c_on_free=np.array([ON_FREE_CODES[wl.callers[n].on_free] for n in names] or [0], np.uint8),
+        c_on_alloc=np.array([ON_ALLOC.index(wl.callers[n].on_alloc) for n in names] or [0], np.uint8),
+        c_on_free=np.array([ON_FREE.index(wl.callers[n].on_free) for n in names] or [0], np.uint8),
         duration_s=duration,
     )

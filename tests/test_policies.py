@@ -23,7 +23,7 @@ def delta(after, before, key):
 
 @pytest.mark.parametrize("release", ["2m", "4k"])
 def test_unmapped_cache_512_pages_one_block(release):
-    m = fresh(sim.policy("unmapped_cache", release=release))
+    m = fresh(sim.policy_config("unmapped_cache", release=release))
     before = m.counters()
     pfns = [m.alloc_pages(0, "unmovable", unmapped=True) for _ in range(512)]
     c = m.counters()
@@ -48,7 +48,7 @@ def test_unmapped_cache_512_pages_one_block(release):
 
 
 def test_none_policy_unmaps_each_page():
-    m = fresh(sim.policy("none"))
+    m = fresh(sim.policy_config("none"))
     pfn = m.alloc_pages(2, "unmovable", unmapped=True)
     assert all(m.prot[pfn + i] & 1 == 0 for i in range(4))
     c = m.counters()
@@ -57,7 +57,7 @@ def test_none_policy_unmaps_each_page():
 
 
 def test_cache_serves_higher_orders_from_its_buddy():
-    m = fresh(sim.policy("unmapped_cache"))
+    m = fresh(sim.policy_config("unmapped_cache"))
     a = m.alloc_pages(3, "unmovable", unmapped=True)
     b = m.alloc_pages(9, "unmovable", unmapped=True)
     c = m.counters()
@@ -70,7 +70,7 @@ def test_cache_serves_higher_orders_from_its_buddy():
 
 
 def test_size_limit_falls_back_to_todays_behaviour():
-    m = fresh(sim.policy("unmapped_cache", max_blocks=1), direct_gbpages=False)
+    m = fresh(sim.policy_config("unmapped_cache", max_blocks=1), direct_gbpages=False)
     pfns = [m.alloc_pages(0, "unmovable", unmapped=True) for _ in range(513)]
     c = m.counters()
     assert c["unmapped_cache_limit_fallbacks"] == 1 and c["unmapped_cache_blocks"] == 1
@@ -80,7 +80,7 @@ def test_size_limit_falls_back_to_todays_behaviour():
 
 
 def test_capture_of_pte_mapped_frees():
-    m = fresh(sim.policy("unmapped_cache", capture_pte_mapped_frees=True), direct_gbpages=False)
+    m = fresh(sim.policy_config("unmapped_cache", capture_pte_mapped_frees=True), direct_gbpages=False)
     p = m.alloc_pages(0, "movable")
     m.set_direct_map_invalid_noflush(p)  # splits p's 2M page
     m.set_direct_map_default_noflush(p)
@@ -102,7 +102,7 @@ def test_capture_of_pte_mapped_frees():
 
 
 def test_migratetype_pageblock_becomes_pte_mapped_cache():
-    m = fresh(sim.policy("migratetype"), direct_gbpages=False)
+    m = fresh(sim.policy_config("migratetype"), direct_gbpages=False)
     pfns = [m.alloc_pages(0, "unmovable", unmapped=True) for _ in range(300)]
     c = m.counters()
     assert c["direct_map_level2_splits"] == 1 and c["unmapped_cache_misses"] == 1
@@ -118,7 +118,7 @@ def test_migratetype_pageblock_becomes_pte_mapped_cache():
 
 
 def test_grouped_pages_order0_list_and_4k_shrink():
-    m = fresh(sim.policy("grouped_pages"), direct_gbpages=False)
+    m = fresh(sim.policy_config("grouped_pages"), direct_gbpages=False)
     a = m.alloc_pages(0, "unmovable", unmapped=True)
     b = m.alloc_pages(1, "unmovable", unmapped=True)  # not served: today's path
     c = m.counters()
@@ -132,7 +132,7 @@ def test_grouped_pages_order0_list_and_4k_shrink():
 
 
 def test_prog_pack_frees_an_empty_pack_page_by_page():
-    m = fresh(sim.policy("prog_pack"), direct_gbpages=False)
+    m = fresh(sim.policy_config("prog_pack"), direct_gbpages=False)
     pfns = [m.alloc_pages(0, "unmovable", unmapped=True) for _ in range(3)]
     c = m.counters()
     assert c["direct_map_level2_splits"] == 0 and c["direct_map_ro_pages"] == 512  # RO in place
@@ -144,7 +144,7 @@ def test_prog_pack_frees_an_empty_pack_page_by_page():
 
 
 def test_execmem_rox_restores_large_pages():
-    m = fresh(sim.policy("execmem_rox"), direct_gbpages=True, cpa_collapse=True)
+    m = fresh(sim.policy_config("execmem_rox"), direct_gbpages=True, cpa_collapse=True)
     pfns = [m.alloc_pages(0, "unmovable", unmapped=True) for _ in range(3)]
     assert m.counters()["direct_map_level3_splits"] == 1
     for p in pfns:
@@ -156,7 +156,7 @@ def test_execmem_rox_restores_large_pages():
 
 
 def test_bpf_prog_pack_packs_images_in_64_byte_chunks():
-    m = fresh(sim.policy("prog_pack"), direct_gbpages=False)
+    m = fresh(sim.policy_config("prog_pack"), direct_gbpages=False)
     hs = [m.bpf_prog_pack_alloc(500) for _ in range(64)]  # 8 chunks each (round_up(500, 64) / 64)
     c = m.counters()
     assert m.bpf_prog_packs() == [(m.bpf_prog_packs()[0][0], 512)]  # one pack, 512 chunks in use
@@ -174,7 +174,7 @@ def test_bpf_prog_pack_packs_images_in_64_byte_chunks():
 
 @pytest.mark.parametrize("policy,l2_splits", [("prog_pack", 1), ("execmem_rox", 0)])
 def test_bpf_prog_pack_full_pack_opens_a_new_one_and_empty_pack_is_freed(policy, l2_splits):
-    m = fresh(sim.policy(policy), direct_gbpages=False)
+    m = fresh(sim.policy_config(policy), direct_gbpages=False)
     first = [m.bpf_prog_pack_alloc(4096) for _ in range(512)]  # 512 x 64 chunks = one whole pack
     assert len(m.bpf_prog_packs()) == 1
     second = m.bpf_prog_pack_alloc(1)
@@ -188,8 +188,8 @@ def test_bpf_prog_pack_full_pack_opens_a_new_one_and_empty_pack_is_freed(policy,
     assert m.bpf_prog_packs() == [] and m.check() == []
     with pytest.raises(ValueError, match="allowed 1..2097152"):
         m.bpf_prog_pack_alloc((2 << 20) + 1)
-    with pytest.raises(ValueError, match="prog_pack or execmem_rox"):
-        fresh(sim.policy("none")).bpf_prog_pack_alloc(100)
+    with pytest.raises(ValueError, match="code-pack policy"):
+        fresh(sim.policy_config("none")).bpf_prog_pack_alloc(100)
 
 
 def test_bpf_images_share_packs_in_a_simulation():
@@ -208,7 +208,7 @@ def test_bpf_images_share_packs_in_a_simulation():
 
 @pytest.mark.parametrize("policy,held,left", [("none", 2, 2), ("unmapped_cache", 3, 1)])
 def test_pageblock_pollution_counts_blocks_holding_unmovable_memory(policy, held, left):
-    m = fresh(sim.policy(policy))
+    m = fresh(sim.policy_config(policy))
     assert m.pageblock_pollution() == {"pageblocks_polluted": 0, "pageblocks_mixed": 0}
     movable = m.alloc_pages(0, "movable")
     assert m.pageblock_pollution()["pageblocks_polluted"] == 0  # movable memory pollutes nothing
@@ -228,14 +228,14 @@ def test_pageblock_pollution_counts_blocks_holding_unmovable_memory(policy, held
 
 def test_policy_knobs_are_validated():
     with pytest.raises(ConfigError, match="policy.max_blocks"):
-        sim.policy("unmapped_cache", max_blocks=-1)
+        sim.policy_config("unmapped_cache", max_blocks=-1)
     with pytest.raises(ConfigError, match="policy.release"):
-        sim.policy("unmapped_cache", release="8k")
+        sim.policy_config("unmapped_cache", release="8k")
     with pytest.raises(ConfigError, match="policy.bogus"):
-        sim.policy("unmapped_cache", bogus=1)
+        sim.policy_config("unmapped_cache", bogus=1)
     with pytest.raises(ConfigError, match="policy.name"):
-        sim.policy("lru")
-    p = sim.policy("unmapped_cache", max_blocks=64, release="2m", capture_pte_mapped_frees=True)
+        sim.policy_config("lru")
+    p = sim.policy_config("unmapped_cache", max_blocks=64, release="2m", capture_pte_mapped_frees=True)
     assert p.max_blocks == 64 and p.capture_pte_mapped_frees
     with pytest.raises(ConfigError, match="policy.max_blocks"):
         sim.load_config(["policy=unmapped_cache", "policy.max_blocks=-5"])

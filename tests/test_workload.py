@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 import sim
 from sim.hydra_conf import to_sim_config
 from sim.radix import argsort_stable
-from sim.workload import AF_ACTION, FLAGS_SHIFT, generate, sorted_uniform
+from sim.layout import AF_ACTION, decode
+from sim.workload import generate, sorted_uniform
 
 
 def stream(seed, duration, util, workload="mixed"):
@@ -57,7 +58,7 @@ def test_on_alloc_action_flag_follows_the_callers_action_and_fraction():
     the fraction below 1, none for callers whose on_alloc is none."""
     es = stream(3, 600, 0.5)
     callers = sim.load_config(["workload=mixed"]).workload.callers
-    acted = ((es.a_info >> FLAGS_SHIFT) & AF_ACTION) != 0
+    acted = (decode(es.a_info, "flags") & AF_ACTION) != 0
     for ci, name in enumerate(es.caller_names):
         mine = es.a_caller == ci
         frac = callers[name].get("on_alloc_fraction", 1.0) if callers[name].get("on_alloc", "none") != "none" else 0.0

@@ -1,0 +1,97 @@
+"""The declared layout (sim/layout.py): counters, settings, event word, status codes; reading
+counters is pure; every model function compiles exactly once."""
+from __future__ import annotations
+
+import hashlib
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import sim
+from sim import Machine, MachineConfig, layout
+from sim.metrics import counters
+
+
+def test_counters_are_numbered_densely_and_named_once():
+    idx = sorted(i for _, i, _ in layout.COUNTER_NAMES)
+    assert idx == list(range(layout.N_COUNTERS))
+    names = [n for n, _, _ in layout.COUNTER_NAMES]
+    assert len(names) == len(set(names))
+    for c in layout.COUNTERS:  # every counter has its index constant, a unit and a group
+        assert isinstance(getattr(layout, "C_" + c.const), int)
+        assert c.unit and c.group and c.scale >= 1
+    m = Machine(MachineConfig(mem_mib=1024))
+    assert set(names) <= set(m.counters())  # all of them reported
+
+
+def test_settings_and_scalars_are_separate_arrays():
+    m = Machine(MachineConfig(mem_mib=1024))
+    assert m.state.par.shape == (layout.N_SETTINGS,)
+    assert m.state.var.shape == (layout.N_SCALARS,)
+    assert {s.const for s in layout.SETTINGS}.isdisjoint({s.const for s in layout.SCALARS})
+
+
+@given(st.integers(0, 10), st.integers(0, 249), st.integers(0, 4095), st.integers(0, 255), st.integers(0, 65535))
+def test_event_word_round_trip(order, caller, cpu, flags, chunks):
+    w = layout.pack_event_word(order, caller, cpu, flags, chunks)
+    got = {f.name: int(layout.decode(w, f.name)) for f in layout.EVENT_WORD}
+    assert got == {"order": order, "caller": caller, "cpu": cpu, "flags": flags, "chunks": chunks}
+    fields = [f for f in layout.EVENT_WORD]
+    for a, b in zip(fields, fields[1:]):
+        assert a.shift + a.bits <= b.shift  # no overlap
+
+
+def test_status_codes_are_distinct_where_they_meet():
+    # a pfn-returning function's outcomes, an a_pfn entry's states and a fallback lookup's answers
+    for group in ((layout.NO_PAGE, layout.NOT_SERVED, layout.AT_LIMIT),
+                  (layout.A_FAILED, layout.A_GONE, layout.A_NOT_YET),
+                  (layout.FALLBACK_NONE, layout.FALLBACK_TOO_SMALL),
+                  (layout.CPA_OK, layout.CPA_ENOMEM, layout.CPA_EFAULT)):
+        assert len(set(group)) == len(group)
+    from sim.prog_pack import PACK_HANDLE_BASE
+    assert PACK_HANDLE_BASE < min(layout.NO_PAGE, layout.NOT_SERVED, layout.AT_LIMIT, layout.A_NOT_YET)
+
+
+def _digest(state) -> str:
+    h = hashlib.sha256()
+    for a in state:
+        h.update(np.ascontiguousarray(a).view(np.uint8).tobytes())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("policy", ["none", "migratetype", "unmapped_cache"])
+def test_reading_counters_is_pure(policy):
+    m = Machine(MachineConfig(mem_mib=1024, direct_gbpages=False), policy=sim.policy_config(policy))
+    pfns = [m.alloc_pages(0, "unmovable", unmapped=True) for _ in range(300)]
+    for p in pfns[::2]:
+        m.free_pages(p, 0)
+    before = _digest(m.state)
+    c1 = m.counters()
+    assert _digest(m.state) == before
+    assert m.counters() == c1
+    if policy == "migratetype":  # the cache view is derived from MIGRATE_UNMAPPED's free lists
+        assert c1["unmapped_cache_free_pages"] + c1["unmapped_cache_used_pages"] == c1["unmapped_cache_held_pages"]
+        assert c1["unmapped_cache_used_pages"] == 150
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="nothing is compiled under NUMBA_DISABLE_JIT")
+def test_each_model_function_compiles_exactly_once():
+    """jit.njit widens argument types so a model function is compiled once, not once per
+    combination of argument types and literals (first compile 5.5 min -> 2 min)."""
+    from sim import jit
+
+    for pol in ("none", "unmapped_cache", "migratetype", "grouped_pages", "prog_pack", "execmem_rox"):
+        sim.simulate(sim.load_config(["machine=small", "workload=mixed", "workload.duration_s=2", f"policy={pol}"]))
+        m = Machine(MachineConfig(mem_mib=1024), policy=sim.policy_config(pol))
+        p = m.alloc_pages(1, "movable")
+        m.set_memory_ro(p, 2)
+        m.free_pages(p, 1)
+        m.shrink()
+        counters(m.state)
+        m.check()
+    many = {d.py_func.__qualname__: len(d.signatures) for d in jit.MODEL_FUNCTIONS if len(d.signatures) > 1}
+    assert not many, f"compiled more than once: {many}"
+    assert sum(len(d.signatures) for d in jit.MODEL_FUNCTIONS) > 20  # the run did compile the model
