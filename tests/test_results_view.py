@@ -3,6 +3,7 @@ direct-map picture (no Ray, no store, no compile)."""
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,3 +145,53 @@ def test_grid_width_is_a_power_of_two(n):
 
     w = grid_width(n)
     assert w & (w - 1) == 0 and 1 <= w <= 512
+
+
+def test_model_compiles_once_per_machine_others_wait_and_are_told(tmp_path, monkeypatch):
+    """Two workers start on a cold cache: one compiles under the lock, the other waits, both
+    are told; afterwards the cache counts as warm (sim/jitcache.py; the compile is faked)."""
+    import threading
+
+    import importlib
+
+    import numba
+
+    from sim import jitcache
+
+    simulate_mod = importlib.import_module("sim.simulate")
+
+    if numba.config.DISABLE_JIT:
+        pytest.skip("no compile without the JIT")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(jitcache, "_warm_key", None)
+    monkeypatch.setattr(jitcache, "_loop_cached", lambda: False)
+    monkeypatch.setattr(jitcache, "_loop_compiled", lambda: True)
+    calls = []
+    started = threading.Event()
+
+    def fake_simulate(cfg):
+        calls.append(cfg)
+        started.set()
+        time.sleep(1.0)
+        (tmp_path / "engine.run_events-1.py311.nbi").write_bytes(b"x")
+
+    monkeypatch.setattr(simulate_mod, "simulate", fake_simulate)
+    said: list[str] = []
+    out = [None, None]
+
+    def worker(i):
+        out[i] = jitcache.ensure_warm(said.append)
+
+    t1 = threading.Thread(target=worker, args=(0,))
+    t1.start()
+    started.wait(30)
+    t2 = threading.Thread(target=worker, args=(1,))
+    t2.start()
+    t1.join(30)
+    t2.join(30)
+    assert len(calls) == 1
+    assert out[0] is not None and out[0] >= 1.0 and out[1] is None
+    assert any(m.startswith("compiling the model for this machine, once: about 240 s") for m in said), said
+    assert any(m.startswith("waiting for another process compiling the model") for m in said), said
+    assert jitcache.is_warm() and not jitcache.needs_compile()
+    assert jitcache.expected_compile_s() == round(out[0])
