@@ -27,11 +27,17 @@ def profile(overrides):
     cfg = sim.load_config(overrides)
     recs = {k: event.install_recorder(k) for k in ("numba:run_pass", "numba:compile", "numba:llvm_lock")}
     with recs["numba:run_pass"] as rp, recs["numba:compile"] as rc, recs["numba:llvm_lock"] as rl:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         sim.simulate(cfg)
         wall = time.perf_counter() - t0
+        profile.cpu_s = time.process_time() - c0
     evs = sorted(rp.buffer + rc.buffer + rl.buffer, key=lambda x: x[0])
     return wall, evs
+
+
+def _pass(name: str) -> str:
+    """numba's pass names read 'native_lowering [run_events]': the pass without the function."""
+    return (name or "?").split(" [")[0]
 
 
 def analyse(evs):
@@ -67,9 +73,9 @@ def analyse(evs):
         if stack:
             stack[-1][4] += dur
         if kind == "pass":
-            per_fn[func][pname] += excl - llvm
+            per_fn[func][_pass(pname)] += excl - llvm
             per_fn[func]["LLVM"] += llvm
-            per_pass[pname] += excl - llvm
+            per_pass[_pass(pname)] += excl - llvm
             per_pass["LLVM"] += llvm
         else:  # compile frame outside passes (dispatcher overhead, cache save)
             per_fn[func]["(dispatcher)"] += excl - llvm
@@ -88,21 +94,24 @@ def main():
     wall, evs = profile(a.overrides)
     per_fn, per_pass, llvm_outside = analyse(evs)
     tot = sum(per_pass.values()) + llvm_outside
-    print(f"simulate() wall {wall:.1f} s; compile events {tot:.1f} s; {len(per_fn)} functions compiled")
+    print(f"simulate() wall {wall:.1f} s, CPU {profile.cpu_s:.1f} s; compile events {tot:.1f} s; "
+          f"{len(per_fn)} functions compiled")
     print("\nby pass (exclusive s):")
     for p, s in sorted(per_pass.items(), key=lambda x: -x[1])[:12]:
         print(f"  {p:<40} {s:8.1f}  {100 * s / tot:5.1f} %")
+    print(f"  {'(all)':<40} {tot:8.1f}")
     if llvm_outside:
         print(f"  {'LLVM outside any pass':<40} {llvm_outside:8.1f}")
-    print(f"\nby function (top {a.top}; exclusive s): total, typing, lowering, LLVM")
+    print(f"\nby function (top {a.top}; exclusive s): total, typing, inlining, lowering, LLVM")
     rows = []
     for f, d in per_fn.items():
         total = sum(d.values())
-        typing = sum(v for k, v in d.items() if "TypeInference" in k or "Typing" in k)
-        lowering = d.get("NativeLowering", 0.0) + d.get("NativeParforLowering", 0.0)
-        rows.append((total, f, typing, lowering, d.get("LLVM", 0.0)))
-    for total, f, typing, lowering, llvm in sorted(rows, reverse=True)[: a.top]:
-        print(f"  {str(f)[:48]:<48} {total:7.1f} {typing:7.1f} {lowering:7.1f} {llvm:7.1f}")
+        typing = sum(v for k, v in d.items() if "type_inference" in k or "typing" in k)
+        inlining = sum(v for k, v in d.items() if "inline" in k)
+        lowering = sum(v for k, v in d.items() if "lowering" in k)
+        rows.append((total, f, typing, inlining, lowering, d.get("LLVM", 0.0)))
+    for total, f, typing, inlining, lowering, llvm in sorted(rows, reverse=True)[: a.top]:
+        print(f"  {str(f)[:40]:<40} {total:7.1f} {typing:7.1f} {inlining:7.1f} {lowering:7.1f} {llvm:7.1f}")
 
 
 if __name__ == "__main__":

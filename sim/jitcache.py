@@ -115,7 +115,7 @@ def ensure_warm(say: Optional[Callable[[str], None]] = None) -> Optional[float]:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            if say:
+            if say and not _loop_cached():
                 say(f"waiting for another process compiling the model for this machine, once: about {n} s")
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:

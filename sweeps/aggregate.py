@@ -97,19 +97,34 @@ def _fmt(fmt: str, v) -> str:
     return "-" if v is None else fmt.format(v)
 
 
+def _shown(df: pl.DataFrame) -> list[tuple[str, str, str]]:
+    """Headline columns worth a column: level-2 splits always, the others when not all zero."""
+    return [(c, lab, f) for c, lab, f in HEADLINE if c in df.columns
+            and (c == "direct_map_level2_splits" or (df[c].fill_null(0) != 0).any())]
+
+
+def fixed_table(df: pl.DataFrame, first: list[str], width: int = 100) -> list[str]:
+    """Rows of `df` as fixed-width text: the `first` (text) columns, then the headline columns."""
+    cols = _shown(df)
+    ws = [max(4, min(40, max(len(str(v)) for v in df[c].to_list() + [c]))) for c in first]
+    head = " ".join(f"{c:<{w}}" for c, w in zip(first, ws)) + "".join(f" {lab:>10}" for _, lab, _ in cols)
+    lines = [head[:width].rstrip()]
+    for r in df.iter_rows(named=True):
+        line = " ".join(f"{str(r[c])[:w]:<{w}}" for c, w in zip(first, ws))
+        line += "".join(f" {_fmt(f, r[c]):>10}" for c, _, f in cols)
+        lines.append(line[:width].rstrip())
+    return lines
+
+
 def result_lines(df: pl.DataFrame, baseline: str = "none", width: int = 100) -> list[str]:
     """The result in a few lines of at most `width` columns: per policy the mean headline
     counters, then each policy's change in level-2 splits against `baseline`."""
+    import textwrap
+
     g = by_policy(df)
     if g.is_empty():
         return []
-    cols = [(c, lab, f) for c, lab, f in HEADLINE if c in g.columns and (c != "tlb_flushes" or g[c].sum() > 0)]
-    pw = max(6, min(24, max(len(p) for p in g["policy"].to_list())))
-    head = f"{'policy':<{pw}} {'runs':>4} " + " ".join(f"{lab:>10}" for _, lab, _ in cols)
-    lines = [head[:width]]
-    for r in g.iter_rows(named=True):
-        line = f"{r['policy'][:pw]:<{pw}} {r['runs']:>4} " + " ".join(f"{_fmt(f, r[c]):>10}" for c, _, f in cols)
-        lines.append(line[:width])
+    lines = fixed_table(g.with_columns(pl.col("runs").cast(pl.Utf8)), ["policy", "runs"], width)
     rows = {r["policy"]: r for r in g.iter_rows(named=True)}
     base = rows.get(baseline)
     l2 = "direct_map_level2_splits"
@@ -128,7 +143,8 @@ def result_lines(df: pl.DataFrame, baseline: str = "none", width: int = 100) -> 
             fails = r.get("alloc_fail")
             if fails is not None and base.get("alloc_fail") is not None:
                 tail += f", {fails:.0f} allocation failures ({base['alloc_fail']:.0f} with {baseline})"
-            lines.append(f"{pol}: {verb} level-2 splits than {baseline} ({b:.0f} -> {v:.0f} per run){tail}"[:width])
+            text = f"{pol}: {verb} level-2 splits than {baseline} ({b:.0f} -> {v:.0f} per run){tail}."
+            lines += textwrap.wrap(text, width, subsequent_indent="  ")
     return lines
 
 

@@ -266,10 +266,13 @@ def _report(S: Summary, df, jobs, rt, out) -> None:
     p(f"MLflow: experiment '{rt.tracking.experiment}', parent run {S.parent_run_id}; browse with `make ui` or")
     p(f"  {ui_command(S.tracking_uri)}")
     if not df.is_empty():
-        with pl.Config(tbl_rows=rt.sweep.top, tbl_cols=10, fmt_str_lengths=30, tbl_width_chars=100,
-                       tbl_hide_column_data_types=True, tbl_hide_dataframe_shape=True, float_precision=1):
-            p(aggregate.top_rows(df, jobs, rt.sweep.top, rt.sweep.sort_by).rename(
-                {c: lab for c, lab, _ in aggregate.HEADLINE}, strict=False))
+        top = aggregate.top_rows(df, jobs, rt.sweep.top, rt.sweep.sort_by)
+        first = [c for c in top.columns if c not in aggregate.KEY_METRICS]
+        if "status" in first and (top["status"] == "done").all():
+            first.remove("status")
+        p(f"\ntop {top.height} of {df.height} runs by {rt.sweep.sort_by}:")
+        for line in aggregate.fixed_table(top.with_columns(pl.col(first).cast(pl.Utf8)), first, 100):
+            p(line)
         result = aggregate.result_lines(df, width=100)
         if result:
             p("\nresult, mean per policy (L2/L3 = direct_map_level2/3_splits, 4k MiB = DirectMap4k):")
