@@ -91,7 +91,7 @@ def test_result_lines_state_the_result_within_100_columns():
     lines = result_lines(_table())
     assert all(len(x) <= 100 for x in lines)
     assert lines[0].split()[:4] == ["policy", "runs", "L2", "splits"]
-    assert "unmapped_cache: 89 % fewer level-2 splits than none (110 -> 12 per run), holding 3.0 MiB" in lines[-1]
+    assert "unmapped_cache: 89 % fewer level-2 splits than none (110 -> 12 per run), holding 3.0 MiB" in lines[-2]
     pm = parent_metrics(_table())
     assert pm["0_headline/none/direct_map_level2_splits"] == 110 and pm["0_headline/unmapped_cache/memory_held_MiB"] == 3
 
