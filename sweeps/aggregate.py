@@ -89,7 +89,7 @@ def parent_metrics(df: pl.DataFrame) -> dict[str, float]:
     for r in (g.iter_rows(named=True) if not g.is_empty() else []):
         for c in KEY_METRICS:
             if r.get(c) is not None:
-                out[f"{PREFIX}{r['policy']}/{c}"] = float(r[c])
+                out[f"{PREFIX}{r['policy']}/{c}"] = round(float(r[c]), 2)
     return out
 
 
@@ -170,7 +170,8 @@ def html_table(df: pl.DataFrame, jobs: Sequence, title: str, description: str = 
     lines = result_lines(df, width=200)
     if lines:
         parts.append("<pre>" + _esc("\n".join(lines)) + "</pre>")
-    cols = [c for c in ["run", "policy"] + sw + ["status"] + KEY_METRICS if c in df.columns]
+    shown = [c for c, _, _ in _shown(df)]
+    cols = [c for c in (["run"] if "run" in df.columns else ["policy"]) + sw + ["status"] + shown if c in df.columns]
     left = {"run", "policy", "status", *sw}
     parts.append("<table id='sweep-table'><tr>" + "".join(
         f"<th class='{'l' if c in left else ''}'>{_esc(c)}</th>" for c in cols) + "</tr>")

@@ -32,6 +32,7 @@ class Summary:
     wall_s: float = 0.0
     tracking_uri: str = ""
     parent_run_id: str = ""
+    experiment_id: str = ""
     table_path: Optional[Path] = None
     failures: list = field(default_factory=list)  # (overrides, error first line)
     compose: ComposeStats = field(default_factory=ComposeStats)
@@ -158,6 +159,7 @@ def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str
         tags={"mlflow.source.git.commit": commit, "mlflow.note.content": note} if commit
         else {"mlflow.note.content": note})
     S.parent_run_id = parent
+    S.experiment_id = tracker.experiment_id
 
     # 4. run and record
     S.skipped = sum(1 for s in status.values() if s in ("skipped", "duplicate"))
@@ -237,11 +239,11 @@ def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str
         cfg_path.write_text(OmegaConf.to_yaml({k: master_config[k] for k in master_config if k != "hydra"}))
         files.append(cfg_path)
         n_failed_total = int((df["status"] == FAILED).sum()) if "status" in df.columns else 0
-        pm = {"runs": len(jobs), "runs_done": S.done, "runs_failed": S.failed, "runs_skipped": S.skipped,
-              "runs_failed_total": n_failed_total}
-        pm.update(aggregate.parent_metrics(df))
-        if result:
-            note += "\n\n**Result** (mean per policy):\n\n```\n" + "\n".join(result) + "\n```"
+        pm = aggregate.parent_metrics(df)  # the result first, then the bookkeeping
+        pm.update({"runs": len(jobs), "runs_done": S.done, "runs_failed": S.failed, "runs_skipped": S.skipped,
+                   "runs_failed_total": n_failed_total})
+        if result:  # the result first: the UI folds a long description after a few lines
+            note = "**Result** (mean per policy):\n\n```\n" + "\n".join(result) + "\n```\n\n" + note
         tracker.finish_parent(parent, files, pm, failed=S.failed > 0 or interrupted, note=note)
         S.wall_s = time.perf_counter() - t0
         LAST = S
@@ -263,8 +265,13 @@ def _report(S: Summary, df, jobs, rt, out) -> None:
       f"{st.per_job_ms():.2f} ms/job)")
     if S.table_path:
         p(f"sweep table: {S.table_path}")
-    p(f"MLflow: experiment '{rt.tracking.experiment}', parent run {S.parent_run_id}; browse with `make ui` or")
-    p(f"  {ui_command(S.tracking_uri)}")
+    p(f"MLflow: experiment '{rt.tracking.experiment}' (id {S.experiment_id}), parent run {S.parent_run_id}")
+    if S.tracking_uri.startswith(("http://", "https://")):
+        p(f"  {ui_command(S.tracking_uri)}")
+    else:
+        p("  browse: `make ui` (the project's store) or")
+        p(f"  {ui_command(S.tracking_uri)}")
+        p(f"  then http://127.0.0.1:5000/#/experiments/{S.experiment_id}?workflowType=machine_learning")
     if not df.is_empty():
         top = aggregate.top_rows(df, jobs, rt.sweep.top, rt.sweep.sort_by)
         first = [c for c in top.columns if c not in aggregate.KEY_METRICS]

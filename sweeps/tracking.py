@@ -33,6 +33,7 @@ from urllib.parse import unquote, urlparse
 MAX_PARAM_VALUE = 6000
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
+T_KIND = "mlflow.experimentKind"
 T_ROLE, T_HASH, T_SWEEP, T_POLICY, T_PARENT = ("dmfrag.role", "dmfrag.config_hash", "dmfrag.sweep_id",
                                               "dmfrag.policy", "mlflow.parentRunId")
 
@@ -107,6 +108,9 @@ class Tracker:
             exp = self.client.get_experiment_by_name(experiment)
         if exp.lifecycle_stage != "active":
             self.client.restore_experiment(exp.experiment_id)
+        if exp.tags.get(T_KIND) != "custom_model_development":
+            # the UI opens an experiment on its runs table, not on the GenAI (traces) overview
+            self.client.set_experiment_tag(exp.experiment_id, T_KIND, "custom_model_development")
         self.experiment_id = exp.experiment_id
         self.artifact_location = exp.artifact_location
         scheme = uri.split(":", 1)[0].split("+")[0]
@@ -190,7 +194,7 @@ class Tracker:
             rid = found[0].info.run_id
             self.client.update_run(rid, status="RUNNING")  # resumed
             return rid
-        run = self.client.create_run(self.experiment_id, run_name=f"sweep {name} {sweep_id[:8]}",
+        run = self.client.create_run(self.experiment_id, run_name=f"{name} {sweep_id[:6]}",
                                      tags={T_ROLE: "parent", T_SWEEP: sweep_id, "dmfrag.sweep_name": name,
                                            **(tags or {})})
         from mlflow.entities import Param

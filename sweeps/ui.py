@@ -22,6 +22,22 @@ def command(store: str, artifacts: str, host: str = "127.0.0.1", port: int = 500
     return argv, env
 
 
+def url(store: str, host: str = "127.0.0.1", port: int = 5000, experiment: str = "dmfrag") -> str:
+    """The page to open: the experiment's runs table (MLflow 3 opens its GenAI overview otherwise)."""
+    base = f"http://{host}:{port}"
+    if store.startswith("sqlite:///") and not Path(store[len("sqlite:///"):]).exists():
+        return base  # not created by a sweep yet (and not to be created here)
+    try:
+        from mlflow import MlflowClient
+
+        exp = MlflowClient(store).get_experiment_by_name(experiment)
+        if exp is not None:
+            return f"{base}/#/experiments/{exp.experiment_id}?workflowType=machine_learning"
+    except Exception:  # no store yet: the start page
+        pass
+    return base
+
+
 def main(argv: list[str] | None = None) -> None:
     from .paths import default_artifact_root, default_tracking_uri
 
@@ -32,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=int(os.environ.get("UI_PORT", 5000)))
     a = ap.parse_args(argv)
     args, env = command(a.store, a.artifacts, a.host, a.port)
-    print(f"MLflow UI: http://{a.host}:{a.port}  (store {a.store}; Ctrl-C stops it)", file=sys.stderr, flush=True)
+    print(f"MLflow UI on {a.store} (Ctrl-C stops it): {url(a.store, a.host, a.port)}", file=sys.stderr, flush=True)
     os.execvpe(args[0], args, env)
 
 
