@@ -167,7 +167,7 @@ def html_table(df: pl.DataFrame, jobs: Sequence, title: str, description: str = 
              f"<h3>{_esc(title)}</h3>"]
     if description:
         parts.append(f"<p>{_esc(description)}</p>")
-    lines = result_lines(df, width=200)
+    lines = result_lines(df, width=100)
     if lines:
         parts.append("<pre>" + _esc("\n".join(lines)) + "</pre>")
     shown = [c for c, _, _ in _shown(df)]
