@@ -266,3 +266,26 @@ def test_credentials_are_redacted_from_logged_overrides_and_printed_commands():
     text = redact("tracking.uri=http://admin:s3cret@127.0.0.1:5000 b=postgresql+psycopg2://u:pw@h/db")
     assert "s3cret" not in text and "pw@" not in text and "127.0.0.1:5000" in text
     assert "s3cret" not in ui_command("http://admin:s3cret@127.0.0.1:5000")
+
+
+def test_bulk_and_client_writers_record_the_same(tmp_path, ray_address):
+    """The SQL bulk writer and the MlflowClient (tracking server) writer: same names, params,
+    tags, metrics (keys, values, steps) and artifacts for the same sweep."""
+    got = {}
+    for mode in ("bulk", "client"):
+        d = tmp_path / mode
+        d.mkdir()
+        p = run_cli(d, ray_address, *TINY, "seed=0,1", "policy=none,unmapped_cache", f"tracking.mode={mode}")
+        assert p.returncode == 0, p.stdout + p.stderr
+        c, children = runs(d)
+        out = {}
+        for r in children:
+            tags = {k: v for k, v in r.data.tags.items()
+                    if not k.startswith("mlflow.") and k not in ("dmfrag.sweep_id", "dmfrag.node")}
+            hist = {k: sorted((m.step, m.value) for m in c.get_metric_history(r.info.run_id, k))
+                    for k in ("ts/DirectMap4k_kB", "0_headline/direct_map_level2_splits")}
+            out[r.info.run_name] = (r.data.params, tags, {k: v for k, v in r.data.metrics.items() if "perf/" not in k},
+                                    hist, sorted(a.path for a in c.list_artifacts(r.info.run_id)))
+        got[mode] = out
+    assert sorted(got["bulk"]) == ["none s0", "none s1", "unmapped_cache s0", "unmapped_cache s1"]
+    assert got["bulk"] == got["client"]
