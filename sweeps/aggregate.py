@@ -185,13 +185,15 @@ def html_table(df: pl.DataFrame, jobs: Sequence, title: str, description: str = 
 
 def _bars(ax, done: pl.DataFrame, col: str) -> None:
     g = done.group_by("policy", maintain_order=True).agg(pl.col(col).mean().alias("m"),
-                                                         pl.col(col).std().alias("sd"))
-    pols = g["policy"].to_list()
-    ax.bar(pols, g["m"].to_list(), yerr=g["sd"].fill_null(0).to_list(), capsize=4,
+                                                         pl.col(col).std().alias("sd"), pl.len().alias("n"))
+    pols, means = g["policy"].to_list(), g["m"].to_list()
+    ax.bar(range(len(pols)), means, yerr=g["sd"].fill_null(0).to_list(), capsize=4,
            color=[f"C{i}" for i in range(len(pols))])
-    for i, v in enumerate(g["m"].to_list()):
-        ax.annotate(f"{v:.3g}", (i, v or 0), ha="center", va="bottom", fontsize=8)
-    ax.tick_params(axis="x", labelrotation=15, labelsize=8)
+    ax.set_xticks(range(len(pols)))  # the mean under each bar, where no error bar hides it
+    ax.set_xticklabels([f"{p}\nmean {m:.3g} ({n} runs)" for p, m, n in zip(pols, means, g["n"].to_list())],
+                       fontsize=8)
+    if not any(means):
+        ax.set_ylim(0, 1)
 
 
 def plot(df: pl.DataFrame, jobs: Sequence, out_dir: Path, plot_x: Sequence[str] = ()) -> list[Path]:
@@ -215,7 +217,7 @@ def plot(df: pl.DataFrame, jobs: Sequence, out_dir: Path, plot_x: Sequence[str] 
             _bars(ax, done, col)
         ax.set_title(title if col in done.columns else f"{title}: not measured", fontsize=10)
         ax.set_ylabel(ylabel, fontsize=8)
-    fig.suptitle(f"per policy, mean of {done.height} runs", fontsize=9)
+    fig.suptitle("per policy: mean over its runs, error bar = standard deviation", fontsize=9)
     fig.tight_layout()
     p = out_dir / "summary.png"
     fig.savefig(p, dpi=90)
