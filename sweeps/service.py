@@ -148,7 +148,7 @@ def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str
 
     tracker.set_sweep(jobs)
     commit = git_commit()
-    note = describe(rt, jobs, tracker.names, commit)
+    note = describe(rt, jobs, tracker.names, commit)[:7900]
     overrides_str = " | ".join(" ".join(o) for o in job_overrides[:3]) + (" | ..." if len(job_overrides) > 3 else "")
     task_ovs = list(master_config.hydra.overrides.task) if "hydra" in master_config else []
     parent = tracker.start_parent(S.sweep_id, rt.sweep.name, {

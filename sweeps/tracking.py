@@ -210,7 +210,7 @@ class Tracker:
         ts = int(time.time() * 1000)
         # step 0: a re-run sweep logs its summary again at the same step (the latest wins)
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()],
-                              tags=[RunTag("mlflow.note.content", note[:60000])] if note else [])
+                              tags=[RunTag("mlflow.note.content", note[:7900])] if note else [])  # MLflow: tags <= 8000 chars
         for f in files:
             self.artifact_client.log_artifact(run_id, str(f))
         self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
