@@ -50,8 +50,9 @@ def config_yaml(sc) -> bytes:
 
     import yaml
 
-    return yaml.safe_dump(_plain(dataclasses.asdict(sc)), sort_keys=False, default_flow_style=None,
-                          width=100).encode()
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: ~1 ms instead of ~13 ms
+    return yaml.dump(_plain(dataclasses.asdict(sc)), Dumper=dumper, sort_keys=False, default_flow_style=None,
+                     width=100).encode()
 
 
 def run_one(h: str, sc, opts: dict) -> dict[str, Any]:
