@@ -125,7 +125,7 @@ def _open(ctx, url: str, wait_text: str, shot: Path, timeout_s: float = 120):
     return page
 
 
-def test_experiment_page_shows_distinct_run_names(store, ui, browser, shots):
+def test_experiment_page_shows_distinct_run_names(browser, store, ui, shots):
     names = sorted(r.info.run_name for r in store["children"])
     assert len(set(names)) == len(names) == 6
     page = _open(browser, f"{ui}/#/experiments/{store['exp']}?{ML}", store["parent"].info.run_name,
@@ -139,7 +139,7 @@ def test_experiment_page_shows_distinct_run_names(store, ui, browser, shots):
         assert n in text, (n, text[:3000])
 
 
-def test_parent_run_shows_description_table_and_result(store, ui, browser, shots):
+def test_parent_run_shows_description_table_and_result(browser, store, ui, shots):
     par = store["parent"]
     page = _open(browser, f"{ui}/#/experiments/{store['exp']}/runs/{par.info.run_id}?{ML}", "Result",
                  shots / "parent.png")
@@ -170,7 +170,7 @@ def test_parent_run_shows_description_table_and_result(store, ui, browser, shots
     assert "direct_map_level2_splits" in table
 
 
-def test_child_run_shows_headline_metrics(store, ui, browser, shots):
+def test_child_run_shows_headline_metrics(browser, store, ui, shots):
     r = sorted(store["children"], key=lambda r: r.info.run_name)[-1]
     page = _open(browser, f"{ui}/#/experiments/{store['exp']}/runs/{r.info.run_id}?{ML}", r.info.run_name,
                  shots / "child.png")
