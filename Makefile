@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test test-slow run sweep bench oracle clean
+.PHONY: install test test-slow run sweep ui bench oracle clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,11 @@ run: $(STAMP)
 sweep: $(STAMP)
 	$(BIN)/python -m sweeps +sweep=smoke $(ARGS)
 
+# the MLflow UI on the project's store (./mlflow.db): 1 worker, 127.0.0.1 only, no job runner
+UI_PORT ?= 5000
+ui: $(STAMP)
+	$(BIN)/python -m sweeps.ui --port $(UI_PORT) $(UI_ARGS)
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sim.py
 
@@ -42,4 +47,4 @@ oracle: $(STAMP)
 # numba's on-disk cache does not notice edits in other modules of sim/: clear it after editing
 clean:
 	rm -rf outputs multirun .pytest_cache
-	find sim -name '*.nbi' -delete -o -name '*.nbc' -delete
+	find sim -name '*.nbi' -delete -o -name '*.nbc' -delete -o -name 'dmfrag-warm-*.json' -delete

@@ -95,6 +95,7 @@ def main() -> None:
                   for j in c.compose_all(jobs[:20])]
         tr = Tracker(f"sqlite:///{tmp / 'mlflow-writer.db'}", "bench", (tmp / "art-writer").as_uri())
         js = Composer(loader, master).compose_all(jobs)
+        tr.set_sweep(js)  # run names from the swept keys, as the driver does
         t0 = time.perf_counter()
         for i in range(0, len(js), 32):
             tr.record("parent", "bench", [(j, dict(sample[k % len(sample)], hash=j.hash))

@@ -22,6 +22,25 @@ def region_codes(s) -> np.ndarray:
     return code
 
 
+R_PAD = len(LABELS)  # cells after the last region, to fill the last row: not memory at all
+PAD_COLOUR = "#d9d9d9"
+
+
+def grid_width(n: int) -> int:
+    """Cells per row: 512 (1 GiB per row) from 8 GiB up; below, the power of two that makes the
+    picture about twice as wide as tall, so a row starts at a round physical address."""
+    if n >= 512 * 8:
+        return 512
+    w = 1
+    while w * w < 2 * n:
+        w *= 2
+    return max(1, min(512, w))
+
+
+def _gib(x: float) -> str:
+    return f"{x:g} GiB" if x >= 1 or x == 0 else f"{x * 1024:g} MiB"
+
+
 def save_png(codes: np.ndarray, path, title: str = "direct map") -> None:
     import matplotlib
 
@@ -31,19 +50,37 @@ def save_png(codes: np.ndarray, path, title: str = "direct map") -> None:
     from matplotlib.patches import Patch
 
     n = codes.size
-    width = 512 if n >= 512 * 8 else max(1, int(np.ceil(np.sqrt(n))))
+    width = grid_width(n)
     rows = -(-n // width)
-    grid = np.zeros(rows * width, np.uint8)
+    grid = np.full(rows * width, R_PAD, np.uint8)
     grid[:n] = codes
-    fig, ax = plt.subplots(figsize=(10, max(2.0, min(20.0, 10 * rows / width + 1))))
-    ax.imshow(grid.reshape(rows, width), cmap=ListedColormap(COLOURS), vmin=0, vmax=len(COLOURS) - 1,
+    colours = COLOURS + [PAD_COLOUR]
+    fig, ax = plt.subplots(figsize=(10, max(2.5, min(20.0, 10 * rows / width + 1.5))))
+    ax.imshow(grid.reshape(rows, width), cmap=ListedColormap(colours), vmin=0, vmax=len(colours) - 1,
               interpolation="nearest", aspect="auto")
-    ax.set_title(f"{title}: one cell per 2M region, {width} per row (1 GiB = 512 cells)")
+    if rows * width > n:  # hatch the padding so it cannot be read as a hole
+        r0, c0 = divmod(n, width)
+        ax.add_patch(plt.Rectangle((c0 - 0.5, r0 - 0.5), width - c0, 1, fill=False, hatch="///", lw=0,
+                                   edgecolor="#888888"))
+        for r in range(r0 + 1, rows):
+            ax.add_patch(plt.Rectangle((-0.5, r - 0.5), width, 1, fill=False, hatch="///", lw=0,
+                                       edgecolor="#888888"))
+    row_gib = width * 2 / 1024  # 2 MiB per cell
+    ax.set_title(f"{title}\none cell per 2M region, {width} per row ({_gib(row_gib)} of physical address space)",
+                 fontsize=10)
+    step = max(1, -(-rows // 16))
+    ticks = list(range(0, rows, step))
+    ax.set_yticks(ticks)
+    ax.set_yticklabels([_gib(r * row_gib) for r in ticks], fontsize=8)
+    ax.set_ylabel("physical address (row start)")
     ax.set_xticks([])
-    ax.set_ylabel("GiB" if width == 512 else "row")
     counts = np.bincount(codes, minlength=len(LABELS))
-    ax.legend(handles=[Patch(color=COLOURS[i], label=f"{LABELS[i]} ({counts[i]})") for i in range(len(LABELS))],
-              loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3, fontsize=8)
+    handles = [Patch(color=COLOURS[i], label=f"{LABELS[i]} ({counts[i]})") for i in range(len(LABELS))]
+    handles[0] = Patch(facecolor=COLOURS[0], edgecolor="#888888", label=f"{LABELS[0]} ({counts[0]})")
+    if rows * width > n:
+        handles.append(Patch(facecolor=PAD_COLOUR, hatch="///", edgecolor="#888888",
+                             label=f"beyond the end of memory ({rows * width - n})"))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -32,6 +32,7 @@ class Summary:
     wall_s: float = 0.0
     tracking_uri: str = ""
     parent_run_id: str = ""
+    experiment_id: str = ""
     table_path: Optional[Path] = None
     failures: list = field(default_factory=list)  # (overrides, error first line)
     compose: ComposeStats = field(default_factory=ComposeStats)
@@ -53,6 +54,40 @@ def _absolute_sqlite(uri: str) -> str:
 
 def _store_key(uri: str, experiment: str) -> str:
     return f"{experiment}-{hashlib.sha256(uri.encode()).hexdigest()[:12]}"
+
+
+def git_commit() -> str:
+    """The project's git commit (with `-dirty` when the tree has changes), or '' outside git."""
+    import subprocess
+
+    from .paths import project_root
+
+    try:
+        root = str(project_root())
+        rev = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if rev.returncode:
+            return ""
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def command_line() -> str:
+    from .tracking import redact
+
+    args = [a for a in sys.argv[1:] if a not in ("--multirun", "-m")]
+    return redact("python -m sweeps " + " ".join(args))
+
+
+def describe(rt, jobs, names, commit: str) -> str:
+    """The parent run's description (mlflow.note.content, markdown)."""
+    sw = ", ".join(f"`{k}` ({names.short[k]})" for k in names.swept) or "nothing (one config)"
+    return (f"**Sweep `{rt.sweep.name}`**: {len(jobs)} runs.\n\n"
+            f"Command: `{command_line()}`\n\nSwept: {sw}\n\nGit commit: `{commit or 'unknown'}`\n\n"
+            "Artifacts: `sweep_table.html` (the result and one row per run), `summary.png`, "
+            "`sweep_table.parquet`, `sweep_config.yaml`.")
 
 
 def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str]], initial_job_idx: int = 0,
@@ -111,14 +146,20 @@ def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str
         n = tracker.discard(stale)
         print(f"discarded {n} run(s) left by an interrupted or failed earlier attempt", file=sys.stderr)
 
+    tracker.set_sweep(jobs)
+    commit = git_commit()
+    note = describe(rt, jobs, tracker.names, commit)[:7900]
     overrides_str = " | ".join(" ".join(o) for o in job_overrides[:3]) + (" | ..." if len(job_overrides) > 3 else "")
     task_ovs = list(master_config.hydra.overrides.task) if "hydra" in master_config else []
     parent = tracker.start_parent(S.sweep_id, rt.sweep.name, {
         "sweep.name": rt.sweep.name, "sweep.jobs": len(jobs), "sweep.overrides": redact(" ".join(task_ovs)) or "(none)",
         "sweep.sweeper_params": str(OmegaConf.to_container(master_config.hydra.sweeper.params))
         if "hydra" in master_config and master_config.hydra.sweeper.get("params") else "(none)",
-        "sweep.first_jobs": overrides_str})
+        "sweep.first_jobs": overrides_str, "sweep.swept": " ".join(tracker.names.swept) or "(none)"},
+        tags={"mlflow.source.git.commit": commit, "mlflow.note.content": note} if commit
+        else {"mlflow.note.content": note})
     S.parent_run_id = parent
+    S.experiment_id = tracker.experiment_id
 
     # 4. run and record
     S.skipped = sum(1 for s in status.values() if s in ("skipped", "duplicate"))
@@ -157,6 +198,12 @@ def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str
     interrupted = True
     try:
         if to_run:
+            if not (rt.ray.address or os.environ.get("RAY_ADDRESS")):
+                from sim.jitcache import expected_compile_s, needs_compile
+
+                if needs_compile():
+                    bar.write(f"compiling the model for this machine, once: about {expected_compile_s()} s "
+                              "(numba; later sweeps load it from the cache)", file=sys.stderr)
             started = start_ray(rt.ray)
             S.exec_stats = execute(to_run, rt.ray, opts, on_chunk, rt.sweep.chunk_size, rt.sweep.max_in_flight)
         interrupted = False
@@ -177,20 +224,28 @@ def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str
         out_dir = Path(rt.sweep.out_dir or (master_config.hydra.sweep.dir if "hydra" in master_config
                                             else "multirun/sweep"))
         out_dir.mkdir(parents=True, exist_ok=True)
-        df = aggregate.sweep_table(jobs, latest)
+        df = aggregate.sweep_table(jobs, latest, tracker.names)
         files = []
+        result = aggregate.result_lines(df, width=100)
         if not df.is_empty():
             S.table_path = out_dir / "sweep_table.parquet"
             df.write_parquet(S.table_path)
             files.append(S.table_path)
+            html = out_dir / "sweep_table.html"
+            html.write_text(aggregate.html_table(df, jobs, f"sweep {rt.sweep.name} ({S.sweep_id[:8]})",
+                                                 command_line()))
+            files.append(html)
             files += aggregate.plot(df, jobs, out_dir, rt.sweep.plot_x)
         cfg_path = out_dir / "sweep_config.yaml"
         cfg_path.write_text(OmegaConf.to_yaml({k: master_config[k] for k in master_config if k != "hydra"}))
         files.append(cfg_path)
         n_failed_total = int((df["status"] == FAILED).sum()) if "status" in df.columns else 0
-        tracker.finish_parent(parent, files, {"runs": len(jobs), "runs_done": S.done, "runs_failed": S.failed,
-                                              "runs_skipped": S.skipped, "runs_failed_total": n_failed_total},
-                              failed=S.failed > 0 or interrupted)
+        pm = aggregate.parent_metrics(df)  # the result first, then the bookkeeping
+        pm.update({"runs": len(jobs), "runs_done": S.done, "runs_failed": S.failed, "runs_skipped": S.skipped,
+                   "runs_failed_total": n_failed_total})
+        if result:  # the result first: the UI folds a long description after a few lines
+            note = "**Result** (mean per policy):\n\n```\n" + "\n".join(result) + "\n```\n\n" + note
+        tracker.finish_parent(parent, files, pm, failed=S.failed > 0 or interrupted, note=note)
         S.wall_s = time.perf_counter() - t0
         LAST = S
         _report(S, df, jobs, rt, out)
@@ -211,10 +266,26 @@ def _report(S: Summary, df, jobs, rt, out) -> None:
       f"{st.per_job_ms():.2f} ms/job)")
     if S.table_path:
         p(f"sweep table: {S.table_path}")
-    p(f"MLflow: {ui_command(S.tracking_uri)}   (experiment '{rt.tracking.experiment}', parent run {S.parent_run_id})")
+    p(f"MLflow: experiment '{rt.tracking.experiment}' (id {S.experiment_id}), parent run {S.parent_run_id}")
+    if S.tracking_uri.startswith(("http://", "https://")):
+        p(f"  {ui_command(S.tracking_uri)}")
+    else:
+        p("  browse: `make ui` (the project's store) or")
+        p(f"  {ui_command(S.tracking_uri)}")
+        p(f"  then http://127.0.0.1:5000/#/experiments/{S.experiment_id}?workflowType=machine_learning")
     if not df.is_empty():
-        with pl.Config(tbl_rows=rt.sweep.top, tbl_cols=14, fmt_str_lengths=40, tbl_width_chars=200):
-            p(aggregate.top_rows(df, jobs, rt.sweep.top, rt.sweep.sort_by))
+        top = aggregate.top_rows(df, jobs, rt.sweep.top, rt.sweep.sort_by)
+        first = [c for c in top.columns if c not in aggregate.KEY_METRICS]
+        if "status" in first and (top["status"] == "done").all():
+            first.remove("status")
+        p(f"\ntop {top.height} of {df.height} runs by {rt.sweep.sort_by}:")
+        for line in aggregate.fixed_table(top.with_columns(pl.col(first).cast(pl.Utf8)), first, 100):
+            p(line)
+        result = aggregate.result_lines(df, width=100)
+        if result:
+            p("\nresult, mean per policy (L2/L3 = direct_map_level2/3_splits, 4k MiB = DirectMap4k):")
+            for line in result:
+                p(line)
     if S.failures:
         p(f"\n{S.failed} run(s) FAILED:")
         for ov, err in S.failures[:20]:

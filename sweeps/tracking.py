@@ -1,8 +1,12 @@
 """MLflow recording: one parent run per sweep, one child run per configuration.
 
-Child runs: params = the flattened resolved config, metrics = final counters (plain names) and
-the time series as metric steps (`ts/<name>`, step = sample index), artifacts = the time series
-parquet and the direct-map picture, tags = config hash, sweep id, policy, parent run.
+Child runs: named for their swept values (`unmapped_cache mb=64 s0`, sweeps/naming.py); params =
+what the run is (policy, workload, mem_mib, duration_s, seed) and the swept keys under short
+names, which are tags too; metrics = the headline first, then every counter under its group
+(sweeps/metric_names.py), the time series as steps (`ts/<name>`, step = simulated ms); artifacts =
+the full config (`config.yaml`), the time series parquet and the direct-map picture; tags =
+config hash, sweep id, policy, parent run. The parent run: the sweep table (parquet and HTML),
+the summary figure, a description (`mlflow.note.content`) and the git commit; metrics at step 0.
 
 Two writers, same result in the store:
 * `bulk` (SQL stores: sqlite, postgresql, mysql, mssql): each finished chunk of runs is inserted
@@ -29,6 +33,7 @@ from urllib.parse import unquote, urlparse
 MAX_PARAM_VALUE = 6000
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
+T_KIND = "mlflow.experimentKind"
 T_ROLE, T_HASH, T_SWEEP, T_POLICY, T_PARENT = ("dmfrag.role", "dmfrag.config_hash", "dmfrag.sweep_id",
                                               "dmfrag.policy", "mlflow.parentRunId")
 
@@ -73,31 +78,6 @@ RUN_COLS = ("run_uuid", "name", "source_type", "source_name", "entry_point_name"
             "end_time", "deleted_time", "source_version", "lifecycle_stage", "artifact_uri", "experiment_id")
 
 
-def _flat_params(obj: Any, prefix: str, memo: dict) -> list[tuple[str, str]]:
-    import dataclasses
-
-    from .hashing import _field_names
-
-    key = (id(obj), prefix)
-    hit = memo.get(key)
-    if hit is not None and hit[0] is obj:
-        return hit[1]
-    out: list[tuple[str, str]] = []
-    if dataclasses.is_dataclass(obj):
-        items = [(n, getattr(obj, n)) for n in _field_names(type(obj))]
-    else:
-        items = list(obj.items())
-    for k, v in items:
-        kk = f"{prefix}{k}"
-        if dataclasses.is_dataclass(v) or (isinstance(v, dict) and v):
-            out += _flat_params(v, kk + ".", memo)
-        else:
-            out.append((kk[:250], _param_value(v)))
-    if dataclasses.is_dataclass(obj) or isinstance(obj, dict):
-        memo[key] = (obj, out)
-    return out
-
-
 def redact(text: str) -> str:
     """Drop credentials (scheme://user:password@host) from anything logged or printed."""
     import re
@@ -128,6 +108,9 @@ class Tracker:
             exp = self.client.get_experiment_by_name(experiment)
         if exp.lifecycle_stage != "active":
             self.client.restore_experiment(exp.experiment_id)
+        if exp.tags.get(T_KIND) != "custom_model_development":
+            # the UI opens an experiment on its runs table, not on the GenAI (traces) overview
+            self.client.set_experiment_tag(exp.experiment_id, T_KIND, "custom_model_development")
         self.experiment_id = exp.experiment_id
         self.artifact_location = exp.artifact_location
         scheme = uri.split(":", 1)[0].split("+")[0]
@@ -162,7 +145,7 @@ class Tracker:
                 from concurrent.futures import ThreadPoolExecutor
 
                 self._pool = ThreadPoolExecutor(threads, thread_name_prefix="dmfrag-mlflow")
-        self._pmemo: dict = {}
+        self.names = None  # naming.RunNames of the sweep being recorded (set_sweep)
         self.user = os.environ.get("USER") or os.environ.get("LOGNAME") or "dmfrag"
 
     # -- queries -------------------------------------------------------------------------------
@@ -204,37 +187,46 @@ class Tracker:
 
     # -- parent --------------------------------------------------------------------------------
 
-    def start_parent(self, sweep_id: str, name: str, params: dict[str, Any]) -> str:
+    def start_parent(self, sweep_id: str, name: str, params: dict[str, Any], tags: Optional[dict] = None) -> str:
         found = self.client.search_runs(
             [self.experiment_id], f"tags.`{T_ROLE}` = 'parent' and tags.`{T_SWEEP}` = '{sweep_id}'", max_results=1)
         if found:
             rid = found[0].info.run_id
             self.client.update_run(rid, status="RUNNING")  # resumed
             return rid
-        run = self.client.create_run(self.experiment_id, run_name=f"sweep-{name}-{sweep_id[:8]}",
-                                     tags={T_ROLE: "parent", T_SWEEP: sweep_id, "dmfrag.sweep_name": name})
+        run = self.client.create_run(self.experiment_id, run_name=f"{name} {sweep_id[:6]}",
+                                     tags={T_ROLE: "parent", T_SWEEP: sweep_id, "dmfrag.sweep_name": name,
+                                           **(tags or {})})
         from mlflow.entities import Param
 
         items = [Param(k, _param_value(v)) for k, v in params.items()]
         self.client.log_batch(run.info.run_id, params=items)  # packed to the REST limits by the client
         return run.info.run_id
 
-    def finish_parent(self, run_id: str, files: Iterable[Path], metrics: dict[str, float], failed: bool) -> None:
-        from mlflow.entities import Metric
+    def finish_parent(self, run_id: str, files: Iterable[Path], metrics: dict[str, float], failed: bool,
+                      note: Optional[str] = None) -> None:
+        from mlflow.entities import Metric, RunTag
 
         ts = int(time.time() * 1000)
-        step = int(time.time())  # a re-run sweep logs its summary again as a new step
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()])
+        # step 0: a re-run sweep logs its summary again at the same step (the latest wins)
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()],
+                              tags=[RunTag("mlflow.note.content", note[:7900])] if note else [])  # MLflow: tags <= 8000 chars
         for f in files:
             self.artifact_client.log_artifact(run_id, str(f))
         self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
 
     # -- children ------------------------------------------------------------------------------
 
-    @staticmethod
-    def run_name(job) -> str:
-        name = ",".join(f"{k}={v}" for k, v in job.params.items()) or "default"
-        return (name[:200] + "-" + job.hash[:8]) if len(name) > 200 else f"{name}-{job.hash[:8]}"
+    def set_sweep(self, jobs) -> None:
+        """The sweep whose runs are recorded next: its swept keys name the child runs."""
+        from .naming import RunNames
+
+        self.names = RunNames(jobs)
+
+    def run_name(self, job) -> str:
+        if self.names is None:
+            self.set_sweep([job])
+        return self.names.name(job)
 
     def _artifacts(self, res: dict) -> dict[str, bytes]:
         out = {}
@@ -242,6 +234,8 @@ class Tracker:
             out["timeseries.parquet"] = res["ts_parquet"]
         if res.get("png"):
             out["directmap.png"] = res["png"]
+        if res.get("config_yaml"):
+            out["config.yaml"] = res["config_yaml"]
         return out
 
     def record(self, parent_id: str, sweep_id: str, items: list[tuple[Any, dict]]) -> list[str]:
@@ -265,23 +259,38 @@ class Tracker:
         tags = {T_ROLE: "child", T_HASH: job.hash, T_SWEEP: sweep_id, T_POLICY: job.sc.policy.name,
                 T_PARENT: parent_id, "mlflow.runName": self.run_name(job), "mlflow.user": self.user,
                 "dmfrag.node": str(res.get("node", ""))}
+        tags.update(self.names.swept_values(job))  # Group by / compare on the swept keys
         if not res["ok"]:
             tags["dmfrag.error"] = (res.get("error") or "")[:7000]
         return tags
 
-    def _metric_rows(self, res: dict, ts_ms: int):
-        """(key, value, step) for final counters and time-series steps."""
-        for k, v in res.get("counters", {}).items():
+    @staticmethod
+    def _metric_rows(res: dict):
+        """(key, value, step) of a run: final counters at step 0 under their metric keys
+        (sweeps/metric_names.py), then the time series, step = simulated time in ms."""
+        from .metric_names import PERF, final_metrics, ts_key
+
+        for k, v in final_metrics(res.get("counters", {})).items():
             yield k, v, 0
-        for col, values in res.get("series", {}).items():
+        for k in ("wall_s", "compile_s"):
+            if res.get(k):
+                yield PERF + k, res[k], 0
+        series = res.get("series", {})
+        t = series.get("t_s")
+        for col, values in series.items():
+            if col == "t_s":
+                continue
+            key = ts_key(col)
             for i, v in enumerate(values):
                 if v is not None:  # a sparse column
-                    yield f"ts/{col}", v, i
+                    yield key, v, (int(round(t[i] * 1000)) if t else i)
 
-    def _params(self, sc) -> list[tuple[str, str]]:
-        """The flattened config as (key, value) strings; sub-configs shared between the jobs of a
-        sweep (copy-on-write) are flattened once (memo by node identity)."""
-        return _flat_params(sc, "", self._pmemo)
+    def _params(self, job) -> list[tuple[str, str]]:
+        """What the run is and its swept keys, under short names; the whole config is the
+        config.yaml artifact."""
+        if self.names is None:
+            self.set_sweep([job])
+        return [(k, _param_value(v)) for k, v in self.names.params(job).items()]
 
     def _record_bulk(self, parent_id, sweep_id, items) -> list[str]:
         from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
@@ -299,23 +308,14 @@ class Tracker:
             runs.append((rid, t["mlflow.runName"], "LOCAL", "", "", self.user, "FINISHED" if res["ok"] else "FAILED",
                          start, now, None, "", "active", f"{loc}/{rid}/artifacts", eid))
             tags += [(k, v, rid) for k, v in t.items()]
-            params += [(k, v, rid) for k, v in self._params(job.sc)]
-            for k, v in res.get("counters", {}).items():
+            params += [(k, v, rid) for k, v in self._params(job)]
+            last = {}
+            for k, v, step in self._metric_rows(res):
                 is_nan, val = _sanitize(v)
-                row = (k, val, now, 0, is_nan, rid)
+                row = (k, val, now, step, is_nan, rid)
                 metrics.append(row)
-                latest.append(row)
-            for col, values in res.get("series", {}).items():
-                key = f"ts/{col}"
-                row = None
-                for i, v in enumerate(values):
-                    if v is None:
-                        continue
-                    is_nan, val = _sanitize(v)
-                    row = (key, val, now, i, is_nan, rid)
-                    metrics.append(row)
-                if row is not None:
-                    latest.append(row)  # steps ascend: the last is the latest
+                last[k] = row  # steps ascend: the last is the latest
+            latest += last.values()
             arts = self._artifacts(res)
             if arts:
                 if root is not None:
@@ -370,8 +370,8 @@ class Tracker:
         run = self.client.create_run(self.experiment_id, tags=self._child_tags(parent_id, sweep_id, job, res))
         rid = run.info.run_id
         ts = int(time.time() * 1000)
-        ps = [Param(k, v) for k, v in self._params(job.sc)]
-        ms = [Metric(k, float(v), ts, step) for k, v, step in self._metric_rows(res, ts)]
+        ps = [Param(k, v) for k, v in self._params(job)]
+        ms = [Metric(k, float(v), ts, step) for k, v, step in self._metric_rows(res)]
         self.client.log_batch(rid, metrics=ms, params=ps)
         arts = self._artifacts(res)
         if arts:

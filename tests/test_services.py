@@ -361,9 +361,9 @@ def test_sweep_on_multinode_cluster_records_to_server(services, tmp_path):
     nodes = set()
     for run in runs:
         assert run.data.params.get("seed") in {"0", "1", "2"}
-        assert "machine.mem_mib" in run.data.params or any(k.startswith("machine.") for k in run.data.params)
-        assert "direct_map_level2_splits" in run.data.metrics
-        hist = client.get_metric_history(run.info.run_id, "direct_map_level2_splits")
+        assert run.data.params["mem_mib"] == "1024" and run.data.tags["seed"] == run.data.params["seed"]
+        assert "0_headline/direct_map_level2_splits" in run.data.metrics
+        hist = client.get_metric_history(run.info.run_id, "0_headline/direct_map_level2_splits")
         assert len(hist) == 1
         arts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert "timeseries.parquet" in arts, arts
@@ -556,8 +556,9 @@ def test_load_5000_runs(services, tmp_path, path):
     assert len(hashes) == n
     one = client.search_runs([client.get_experiment_by_name(exp).experiment_id],
                              f"tags.`dmfrag.config_hash` = '{hashes[n // 2]}'")[0]
-    assert one.data.params["machine.mem_mib"] == "1024" and one.data.params["workload.duration_s"] == "1.0"
-    assert "direct_map_level2_splits" in one.data.metrics and one.data.metrics["DirectMap4k"] > 0
+    assert one.data.params["mem_mib"] == "1024" and one.data.params["duration_s"] == "1.0"
+    m = one.data.metrics
+    assert "0_headline/direct_map_level2_splits" in m and m["0_headline/DirectMap4k_kB"] > 0
     parent = client.get_run(one.data.tags["mlflow.parentRunId"])
     assert parent.info.status == "FINISHED" and parent.data.metrics["runs_done"] == n
     assert "sweep_table.parquet" in [a.path for a in client.list_artifacts(parent.info.run_id)]

@@ -71,26 +71,48 @@ def test_end_to_end_and_rerun_skips(tmp_path, ray_address):
     assert p.returncode == 0, p.stdout + p.stderr
     assert "6 done, 0 failed, 0 skipped" in p.stdout
     assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path / 'mlflow.db'}" in p.stdout
-    assert "direct_map_level2_splits" in p.stdout  # the table's top rows
+    assert "L2 splits" in p.stdout and "result, mean per policy" in p.stdout  # top rows, the result
+    assert max(len(line) for line in p.stdout.splitlines() if "ui --backend-store-uri" not in line) <= 100
     c, children = runs(tmp_path)
     assert len(children) == 6
     assert {r.info.status for r in children} == {"FINISHED"}
     assert len({r.data.tags["dmfrag.config_hash"] for r in children}) == 6
-    r = children[0]
-    assert r.data.params["machine.mem_mib"] == "1024"
-    assert r.data.params["workload.duration_s"] == "5.0"
-    assert "direct_map_level2_splits" in r.data.metrics and "DirectMap4k" in r.data.metrics
-    assert len(c.get_metric_history(r.info.run_id, "ts/DirectMap4k")) >= 5  # time series as steps
+    # named for the swept values only, distinct; swept keys as params and tags under short names
+    names = {r.info.run_name for r in children}
+    assert names == {f"none tu={u} s{s}" for u in (0.5, 0.8) for s in range(3)}, names
+    r = [r for r in children if r.info.run_name == "none tu=0.8 s1"][0]
+    assert r.data.params == {"policy": "none", "workload": "idle", "mem_mib": "1024", "duration_s": "5.0",
+                             "seed": "1", "target_utilisation": "0.8"}
+    assert r.data.tags["target_utilisation"] == "0.8" and r.data.tags["seed"] == "1"
+    m = r.data.metrics
+    for k in ("0_headline/direct_map_level2_splits", "0_headline/DirectMap4k_kB", "0_headline/alloc_fail",
+              "direct_map/DirectMap2M_kB", "order/alloc_fail_order_0", "perf/wall_s", "perf/events_per_second"):
+        assert k in m, sorted(m)
+    assert "DirectMap4k" not in m and "direct_map/direct_map_level2_splits" not in m  # once, under the headline
+    assert m["0_headline/DirectMap4k_kB"] > 0
+    hist = c.get_metric_history(r.info.run_id, "ts/DirectMap4k_kB")
+    assert len(hist) >= 5 and max(h.step for h in hist) == 5000  # time series, step = simulated ms
+    assert not [k for k in m if k.startswith("ts/t_s")]
     assert r.data.tags["dmfrag.policy"] == "none" and r.data.tags["dmfrag.sweep_id"]
-    assert {a.path for a in c.list_artifacts(r.info.run_id)} == {"timeseries.parquet", "directmap.png"}
+    assert {a.path for a in c.list_artifacts(r.info.run_id)} == {"timeseries.parquet", "directmap.png", "config.yaml"}
+    cfg = (Path(c.download_artifacts(r.info.run_id, "config.yaml", str(tmp_path))).read_text())
+    assert "mem_mib: 1024" in cfg and "target_utilisation: 0.8" in cfg
     _, parents = runs(tmp_path, "parent")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
-    arts = {a.path for a in c.list_artifacts(parents[0].info.run_id)}
-    assert {"sweep_table.parquet", "sweep_config.yaml"} <= arts
-    table = pl.read_parquet(c.download_artifacts(parents[0].info.run_id, "sweep_table.parquet", str(tmp_path)))
+    par = parents[0]
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {par.info.run_id}
+    arts = {a.path for a in c.list_artifacts(par.info.run_id)}
+    assert {"sweep_table.parquet", "sweep_table.html", "summary.png", "sweep_config.yaml"} <= arts
+    note = par.data.tags["mlflow.note.content"]
+    assert "python -m sweeps" in note and "workload.target_utilisation" in note and "Result" in note
+    assert par.data.tags.get("mlflow.source.git.commit", "x")  # set when the project is a git checkout
+    assert {h.step for h in c.get_metric_history(par.info.run_id, "runs_done")} == {0}
+    assert par.data.metrics["0_headline/none/direct_map_level2_splits"] >= 0
+    html = Path(c.download_artifacts(par.info.run_id, "sweep_table.html", str(tmp_path))).read_text()
+    assert "none tu=0.5 s2" in html and "direct_map_level2_splits" in html
+    table = pl.read_parquet(c.download_artifacts(par.info.run_id, "sweep_table.parquet", str(tmp_path)))
     assert table.height == 6 and set(table["status"]) == {"done"}
-    assert {"seed", "workload.target_utilisation", "direct_map_level2_splits"} <= set(table.columns)
+    assert {"run", "seed", "workload.target_utilisation", "direct_map_level2_splits"} <= set(table.columns)
     assert ledger(tmp_path).height == 6
 
     # the same sweep again: everything skipped, nothing recorded twice
@@ -244,3 +266,26 @@ def test_credentials_are_redacted_from_logged_overrides_and_printed_commands():
     text = redact("tracking.uri=http://admin:s3cret@127.0.0.1:5000 b=postgresql+psycopg2://u:pw@h/db")
     assert "s3cret" not in text and "pw@" not in text and "127.0.0.1:5000" in text
     assert "s3cret" not in ui_command("http://admin:s3cret@127.0.0.1:5000")
+
+
+def test_bulk_and_client_writers_record_the_same(tmp_path, ray_address):
+    """The SQL bulk writer and the MlflowClient (tracking server) writer: same names, params,
+    tags, metrics (keys, values, steps) and artifacts for the same sweep."""
+    got = {}
+    for mode in ("bulk", "client"):
+        d = tmp_path / mode
+        d.mkdir()
+        p = run_cli(d, ray_address, *TINY, "seed=0,1", "policy=none,unmapped_cache", f"tracking.mode={mode}")
+        assert p.returncode == 0, p.stdout + p.stderr
+        c, children = runs(d)
+        out = {}
+        for r in children:
+            tags = {k: v for k, v in r.data.tags.items()
+                    if not k.startswith("mlflow.") and k not in ("dmfrag.sweep_id", "dmfrag.node")}
+            hist = {k: sorted((m.step, m.value) for m in c.get_metric_history(r.info.run_id, k))
+                    for k in ("ts/DirectMap4k_kB", "0_headline/direct_map_level2_splits")}
+            out[r.info.run_name] = (r.data.params, tags, {k: v for k, v in r.data.metrics.items() if "perf/" not in k},
+                                    hist, sorted(a.path for a in c.list_artifacts(r.info.run_id)))
+        got[mode] = out
+    assert sorted(got["bulk"]) == ["none s0", "none s1", "unmapped_cache s0", "unmapped_cache s1"]
+    assert got["bulk"] == got["client"]

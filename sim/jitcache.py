@@ -1,0 +1,145 @@
+"""Is numba's on-disk cache of the model warm on this machine? If not, compile it once.
+
+The first compile of the event loop takes minutes; every later process loads numba's cache
+in about a second. `ensure_warm()` compiles under a file lock next to that cache, so that the
+processes of one machine (Ray workers, test processes) compile once and the others wait and
+then load the cache, and it tells whoever waits how long it will take (the last measured
+compile time on this machine, or an estimate).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+ESTIMATE_S = 240  # first compile on a shared 2-core machine, before one was measured here
+TINY = ["machine=small", "workload=idle", "workload.duration_s=1", "policy=none"]
+_warm_key: Optional[str] = None  # this process saw the cache warm for this key
+
+
+def cache_dir() -> Path:
+    """Where numba caches sim/'s functions (NUMBA_CACHE_DIR, else sim/__pycache__ when
+    writable), and where the marker and the lock live."""
+    env = os.environ.get("NUMBA_CACHE_DIR")
+    if env:
+        return Path(env)
+    d = Path(__file__).resolve().parent / "__pycache__"
+    try:
+        d.mkdir(exist_ok=True)
+        if os.access(d, os.W_OK):
+            return d
+    except OSError:
+        pass
+    return Path.home() / ".cache" / "dmfrag-numba"
+
+
+def _key() -> str:
+    """sim/'s sources, numba, Python and the CPU: what numba's cached code depends on."""
+    import llvmlite.binding as ll
+    import numba
+
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    h.update(f"{numba.__version__} {sys.version} {ll.get_host_cpu_name()}".encode())
+    return h.hexdigest()[:16]
+
+
+def _marker(key: str) -> Path:
+    return cache_dir() / f"dmfrag-warm-{key}.json"
+
+
+def is_warm() -> bool:
+    """True when this machine's cache holds the compiled model for the current sources."""
+    import numba
+
+    if numba.config.DISABLE_JIT:
+        return True
+    key = _key()
+    if key == _warm_key:
+        return True
+    d = cache_dir()
+    return _marker(key).exists() and any(d.glob("*.nbi"))
+
+
+def _loop_cached() -> bool:
+    """numba's index file of the event loop exists (its code was compiled here before)."""
+    try:
+        from .engine import run_events
+
+        return Path(run_events._cache._cache_file._index_path).exists()
+    except Exception:  # numba internals moved: any index file
+        return any(cache_dir().glob("*.nbi"))
+
+
+def _loop_compiled() -> bool:
+    """The event loop was compiled (not loaded from the cache) in this process."""
+    try:
+        from .engine import run_events
+
+        return sum(run_events.stats.cache_misses.values()) > 0
+    except Exception:
+        return True
+
+
+def needs_compile() -> bool:
+    """A process of this machine would compile the model now (nothing cached for it)."""
+    return not is_warm() and not _loop_cached()
+
+
+def expected_compile_s() -> int:
+    """The last compile time measured on this machine, else ESTIMATE_S."""
+    try:
+        return int(round(float((cache_dir() / "dmfrag-compile-seconds").read_text())))
+    except (OSError, ValueError):
+        return ESTIMATE_S
+
+
+def ensure_warm(say: Optional[Callable[[str], None]] = None) -> Optional[float]:
+    """Compile the model unless the cache is warm; one process per machine compiles, the
+    others wait on the lock and then load the cache. Returns the compile seconds if this
+    process compiled, else None. `say` gets one line for whoever waits."""
+    global _warm_key
+    if is_warm():
+        return None
+    d = cache_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    n = expected_compile_s()
+    with open(d / "dmfrag-compile.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if say and not _loop_cached():
+                say(f"waiting for another process compiling the model for this machine, once: about {n} s")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            key = _key()
+            if is_warm():
+                _warm_key = key
+                return None
+            cold = not _loop_cached()
+            if cold and say:
+                say(f"compiling the model for this machine, once: about {n} s")
+            from .hydra_conf import load_config
+            from .simulate import simulate
+
+            t0 = time.perf_counter()
+            simulate(load_config(TINY))
+            dt = time.perf_counter() - t0
+            compiled = _loop_compiled()
+            if compiled:
+                (d / "dmfrag-compile-seconds").write_text(f"{dt:.1f}\n")
+                if say:
+                    say(f"model compiled in {dt:.0f} s; cached in {d}")
+            _marker(key).write_text(json.dumps({"compile_s": round(dt, 1) if compiled else None,
+                                                "pid": os.getpid()}) + "\n")
+            _warm_key = key
+            return dt if compiled else None
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -1,0 +1,197 @@
+"""How results read: run names, metric keys, the printed result, the sweep table's HTML and the
+direct-map picture (no Ray, no store, no compile)."""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from sim.config import SimConfig
+
+
+@dataclass
+class FakeJob:
+    hash: str
+    params: dict[str, Any]
+    sc: SimConfig = field(default_factory=SimConfig)
+
+
+def _jobs():
+    out = []
+    for pol in ("none", "unmapped_cache"):
+        for mb in (16, 64):
+            for s in range(2):
+                sc = SimConfig()
+                sc.policy.name = pol
+                out.append(FakeJob(hashlib.sha256(f"{pol}{mb}{s}".encode()).hexdigest(),
+                                   {"machine": "small", "policy": pol, "policy.max_blocks": mb,
+                                    "workload.callers.modules.order_mix": "[0.5, 0.0, 0.5, 0.1, 0.2, 0.3]",
+                                    "seed": s}, sc))
+    return out
+
+
+def test_run_names_are_the_swept_values_short_and_distinct():
+    from sweeps.naming import RunNames
+
+    jobs = _jobs()
+    jobs[-1].params["workload.callers.modules.order_mix"] = "[0.5, 0.0, 0.5, 0.1, 0.2, 0.4]"  # cut short alike
+    jobs[-1].params["seed"] = 0  # so that it reads as jobs[-2]
+    n = RunNames(jobs)
+    assert n.swept == ["policy", "policy.max_blocks", "workload.callers.modules.order_mix", "seed"]
+    assert n.short["policy.max_blocks"] == "max_blocks" and n.short["seed"] == "seed"
+    names = [n.name(j) for j in jobs]
+    assert names[0] == "none mb=16 om=[0.5, 0.0, 0.5, 0.1, ... s0"
+    assert len(set(names)) == len(jobs)  # the two that read alike get their hash
+    assert all(len(x) <= 60 for x in names)
+    p = n.params(jobs[3])
+    assert p["max_blocks"] == "64" and p["seed"] == "1" and p["policy"] == "none" and "mem_mib" in p
+    assert n.swept_values(jobs[3]) == {"policy": "none", "max_blocks": "64", "seed": "1",
+                                       "order_mix": "[0.5, 0.0, 0.5, 0.1, 0.2, 0.3]"}
+
+
+def test_metric_keys_headline_first_groups_units():
+    from sweeps.metric_names import final_metrics, metric_key, ts_key
+
+    c = {"direct_map_level2_splits": 3, "DirectMap4k": 8192, "DirectMap2M": 4096, "unmapped_cache_held_pages": 512,
+         "alloc_fail": 0, "alloc_fail_order_3": 0, "nr_free_order_9": 4, "events_per_second": 1e7,
+         "pageblocks_movable": 7, "unmapped_cache_hits": 5, "pgalloc": 9, "tlb_flushes": 2}
+    m = final_metrics(c)
+    assert m["0_headline/direct_map_level2_splits"] == 3 and m["0_headline/DirectMap4k_kB"] == 8192
+    assert m["0_headline/memory_held_MiB"] == 2.0 and m["cache/unmapped_cache_held_pages"] == 512
+    assert m["0_headline/tlb_flushes"] == 2
+    assert m["order/alloc_fail_order_3"] == 0 and m["order/nr_free_order_9"] == 4
+    assert m["perf/events_per_second"] == 1e7 and m["direct_map/DirectMap2M_kB"] == 4096
+    assert m["pageblocks/pageblocks_movable"] == 7 and m["alloc/pgalloc"] == 9
+    assert "direct_map/direct_map_level2_splits" not in m  # a headline as it is: not twice
+    assert sorted(m)[0].startswith("0_headline/")
+    assert metric_key("DirectMap4k") == "direct_map/DirectMap4k_kB" and ts_key("DirectMap4k") == "ts/DirectMap4k_kB"
+
+
+def _table():
+    rows = []
+    for pol, l2, held in (("none", 100.0, 0.0), ("none", 120.0, 0.0), ("unmapped_cache", 11.0, 512.0),
+                          ("unmapped_cache", 13.0, 1024.0)):
+        rows.append({"run": f"{pol} s{len(rows)}", "status": "done", "policy": pol, "direct_map_level2_splits": l2,
+                     "direct_map_level3_splits": 1.0, "DirectMap4k": 4 * 2048 * l2, "alloc_fail": 0.0,
+                     "unmapped_cache_held_pages": held, "unmapped_cache_stranded_pages": 0.0})
+    df = pl.DataFrame(rows)
+    return df.with_columns((pl.col("unmapped_cache_held_pages") / 256).alias("memory_held_MiB"),
+                           (pl.col("DirectMap4k") / 1024).alias("DirectMap4k_MiB"),
+                           pl.lit(0.0).alias("memory_stranded_MiB"))
+
+
+def test_result_lines_state_the_result_within_100_columns():
+    from sweeps.aggregate import parent_metrics, result_lines
+
+    lines = result_lines(_table())
+    assert all(len(x) <= 100 for x in lines)
+    assert lines[0].split()[:4] == ["policy", "runs", "L2", "splits"]
+    assert "unmapped_cache: 89 % fewer level-2 splits than none (110 -> 12 per run), holding 3.0 MiB" in lines[-2]
+    pm = parent_metrics(_table())
+    assert pm["0_headline/none/direct_map_level2_splits"] == 110 and pm["0_headline/unmapped_cache/memory_held_MiB"] == 3
+
+
+def test_sweep_table_html_and_summary_figure(tmp_path):
+    from sweeps.aggregate import html_table, plot
+
+    jobs = _jobs()
+    html = html_table(_table(), jobs, "sweep smoke", "python -m sweeps +sweep=smoke")
+    assert "<table id='sweep-table'>" in html and "unmapped_cache s2" in html and "89 % fewer" in html
+    paths = plot(_table(), jobs, tmp_path)
+    assert [p.name for p in paths] == ["summary.png"]  # policy and seed are no x axis
+    assert paths[0].stat().st_size > 1000
+
+
+def test_directmap_picture_rows_are_addresses_and_padding_is_not_a_hole(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sim import picture
+
+    assert picture.grid_width(512) == 32 and picture.grid_width(8 * 512) == 512 and picture.grid_width(600) == 64
+    codes = np.full(600, picture.R_2M, np.uint8)
+    codes[100:110] = picture.R_HOLE
+    captured = {}
+    import matplotlib.axes
+
+    orig = matplotlib.axes.Axes.imshow
+
+    def spy(self, X, *a, **k):
+        captured["grid"] = np.asarray(X)
+        captured["ax"] = self
+        return orig(self, X, *a, **k)
+
+    matplotlib.axes.Axes.imshow = spy
+    try:
+        picture.save_png(codes, tmp_path / "dm.png", "test")
+    finally:
+        matplotlib.axes.Axes.imshow = orig
+    grid = captured["grid"]
+    assert grid.shape == (10, 64)
+    assert (grid.ravel()[600:] == picture.R_PAD).all() and picture.R_PAD != picture.R_HOLE
+    labels = [t.get_text() for t in captured["ax"].get_yticklabels()]
+    assert labels[:3] == ["0 GiB", "128 MiB", "256 MiB"]  # 64 cells x 2 MiB per row
+    assert (tmp_path / "dm.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("n", [1, 7, 512, 4096, 1 << 19])
+def test_grid_width_is_a_power_of_two(n):
+    from sim.picture import grid_width
+
+    w = grid_width(n)
+    assert w & (w - 1) == 0 and 1 <= w <= 512
+
+
+def test_model_compiles_once_per_machine_others_wait_and_are_told(tmp_path, monkeypatch):
+    """Two workers start on a cold cache: one compiles under the lock, the other waits, both
+    are told; afterwards the cache counts as warm (sim/jitcache.py; the compile is faked)."""
+    import threading
+
+    import importlib
+
+    import numba
+
+    from sim import jitcache
+
+    simulate_mod = importlib.import_module("sim.simulate")
+
+    if numba.config.DISABLE_JIT:
+        pytest.skip("no compile without the JIT")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(jitcache, "_warm_key", None)
+    monkeypatch.setattr(jitcache, "_loop_cached", lambda: False)
+    monkeypatch.setattr(jitcache, "_loop_compiled", lambda: True)
+    calls = []
+    started = threading.Event()
+
+    def fake_simulate(cfg):
+        calls.append(cfg)
+        started.set()
+        time.sleep(1.0)
+        (tmp_path / "engine.run_events-1.py311.nbi").write_bytes(b"x")
+
+    monkeypatch.setattr(simulate_mod, "simulate", fake_simulate)
+    said: list[str] = []
+    out = [None, None]
+
+    def worker(i):
+        out[i] = jitcache.ensure_warm(said.append)
+
+    t1 = threading.Thread(target=worker, args=(0,))
+    t1.start()
+    started.wait(30)
+    t2 = threading.Thread(target=worker, args=(1,))
+    t2.start()
+    t1.join(30)
+    t2.join(30)
+    assert len(calls) == 1
+    assert out[0] is not None and out[0] >= 1.0 and out[1] is None
+    assert any(m.startswith("compiling the model for this machine, once: about 240 s") for m in said), said
+    assert any(m.startswith("waiting for another process compiling the model") for m in said), said
+    assert jitcache.is_warm() and not jitcache.needs_compile()
+    assert jitcache.expected_compile_s() == round(out[0])
