@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import sim
 from sim.boot import boot
 from sim.hydra_conf import to_sim_config
 from sim.state import state_nbytes
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import buddy_ref  # noqa: E402  (the speed-of-light reference, measured in this process)
+
+REF = {}
 
 
 def run(label: str, overrides: list[str], repeat: int) -> dict:
@@ -39,6 +47,7 @@ def run(label: str, overrides: list[str], repeat: int) -> dict:
         "max": max(rates),
         "wall s": wall,
         "events/s incl. boot+workload": r.n_events / wall,
+        "e2e / buddy ref": r.n_events / wall / REF["eps"],
         "state bytes/page": state_nbytes(s) / pages,
         "l2 splits": r.counters["direct_map_level2_splits"],
     }
@@ -50,7 +59,10 @@ def main() -> None:
     ap.add_argument("--policies", default="none,unmapped_cache,migratetype,grouped_pages,prog_pack,execmem_rox",
                     help="comma-separated policy names, one row each")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each row (median loop rate)")
+    ap.add_argument("--long", action="store_true", help="add a 1 TiB, 1-day row (about 15 minutes)")
     args = ap.parse_args()
+    REF["eps"] = buddy_ref.events_per_second()
+    print(f"buddy allocator reference (benchmarks/buddy_ref.py): {REF['eps'] / 1e6:.1f} M events/s")
     sim.simulate(sim.load_config(["machine=small", "workload.duration_s=1"]))  # compile / load cache
     rows = []
     big = "machine.mem_mib=16384" if args.quick else "machine.mem_mib=65536"
@@ -62,6 +74,9 @@ def main() -> None:
     if not args.quick:
         rows.append(run("1 TiB idle 60 s", ["machine=server1t", "workload=idle", "workload.duration_s=60",
                                             "workload.target_utilisation=0.5"], args.repeat))
+    if args.long:
+        rows.append(run("1 TiB idle 1 day", ["machine=server1t", "workload=idle", "workload.duration_s=86400",
+                                             "workload.target_utilisation=0.5"], 1))
     keys = list(rows[0])
     print(" | ".join(keys))
     for r in rows:

@@ -7,7 +7,7 @@ from .hydra_conf import load_config, to_sim_config
 from .machine import Machine
 from .policy import policy_config
 from .result import SimResult
-from .simulate import simulate
+from .simulate import save_machine, simulate
 
 __all__ = ["ConfigError", "Machine", "MachineConfig", "PolicyConfig", "SimConfig", "SimResult",
-           "load_config", "policy_config", "simulate", "to_sim_config"]
+           "load_config", "policy_config", "save_machine", "simulate", "to_sim_config"]

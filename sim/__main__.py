@@ -47,11 +47,12 @@ def run(cfg: DictConfig) -> dict:
 
     sc = to_sim_config(cfg)  # validate before any work
     out = Path(HydraConfig.get().runtime.output_dir)
-    bar = tqdm(total=None, unit="ev", unit_scale=True, desc="events", file=sys.stderr)
+    duration = float(sc.workload.duration_s)
+    bar = tqdm(total=duration, unit="s", unit_scale=True, desc="simulated", file=sys.stderr,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:,.0f}/{total:,.0f} s [{elapsed}<{remaining}]")
 
-    def progress(done, total):
-        bar.total = total
-        bar.n = done
+    def progress(sim_s, total):
+        bar.n = sim_s
         bar.refresh()
 
     res = simulate(cfg, progress=progress)

@@ -64,6 +64,9 @@ class MachineConfig:
     min_free_kbytes: int = field(default=0, metadata=rng(0, 1 << 30))  # 0: int_sqrt(16 * lowmem_kB)
     watermark_scale_factor: int = field(default=10, metadata=rng(1, 3000))
     alloc_nofragment: bool = True  # ALLOC_NOFRAGMENT first pass (zone NORMAL above DMA32)
+    # a machine saved by sim.save_machine after some uptime: the run continues it (same machine,
+    # workload and seed; the policy acts from the snapshot on) up to workload.duration_s
+    snapshot: Optional[str] = None
     cpa_collapse: bool = False  # CPA_COLLAPSE for set_memory_rox (collapse_large_pages)
 
 
@@ -173,8 +176,17 @@ class SimConfig:
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     seed: int = field(default=0, metadata=rng(0, 2**63 - 1))
+    # time series: one row per sample_interval_s of simulated time; when max_samples rows are
+    # full, every other row is dropped and the interval doubles (bounded, duration-independent)
     sample_interval_s: float = field(default=1.0, metadata=rng(1e-6, 1e9))
     max_samples: int = field(default=4096, metadata=rng(2, 1 << 24))
+    # how the run is carried out, not what it computes (not part of a sweep run's identity):
+    # events are generated window_s of simulated time at a time (results do not depend on it)
+    window_s: float = field(default=60.0, metadata=rng(1e-3, 1e7, runtime=True))
+    # a checkpoint every checkpoint_every_s of simulated time to checkpoint_path; a run started
+    # with the same config and path resumes from it
+    checkpoint_path: Optional[str] = field(default=None, metadata={"runtime": True})
+    checkpoint_every_s: float = field(default=3600.0, metadata=rng(1.0, 1e9, runtime=True))
 
 
 # ---------------------------------------------------------------------------

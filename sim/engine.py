@@ -2,7 +2,6 @@
 direct-map actions, kswapd-like reclaim, and time-series sampling of the counters."""
 import numpy as np
 
-from . import hugemem
 
 from .constants import (
     PAGE_KERNEL, PG_CACHE, PROT_PKEY, PROT_PRESENT, PROT_RW,
@@ -18,11 +17,12 @@ from .policy import (
     SERVED_CHUNKS, policy_alloc, policy_free, policy_reclaim, policy_tick, reported_counter,
 )
 from .prog_pack import PACK_HANDLE_BASE, bpf_prog_pack_alloc, bpf_prog_pack_free
+from .workload import G_RQ_HEAD, G_RQ_TAIL
 from .workload import alloc_chunks
 from .layout import (
     A_FAILED, A_GONE, A_NOT_YET, ACT_NP, ACT_PKS, ACT_RO, FREE_DEFAULT, FREE_RESET, NO_PAGE, ev_alloc_id,
     ev_caller, ev_cpu, ev_flags, ev_is_free, ev_order,
-    AF_ACTION, AF_RECLAIMABLE, AF_NO_PACK, AF_UNMAPPED, C_EVENTS, C_KSWAPD, C_NR_FREE, C_RECLAIM,
+    AF_ACTION, AF_NO_PACK, AF_UNMAPPED, C_EVENTS, C_KSWAPD, C_NR_FREE, C_RECLAIM,
     C_UNMAPPED_ALLOCS, NOT_SERVED, N_COUNTERS, P_WMARK_HIGH, V_CPU,
 )
 
@@ -64,40 +64,40 @@ def apply_free_action(s, pfn, n, act):
 
 
 @njit
-def kswapd_reclaim(s, a_pfn, a_info, c_on_free, rc):
-    """Reclaim below the low watermark: free the oldest live reclaimable allocations
-    until NR_FREE_PAGES reaches the high watermark. rc[0] is a cursor over allocation
-    ids (ids are in allocation-time order, so the oldest live one is the first)."""
+def kswapd_reclaim(s, lv, c_on_free):
+    """Reclaim below the low watermark: free the oldest live reclaimable allocations until
+    NR_FREE_PAGES reaches the high watermark. The stream's reclaim FIFO holds them in
+    allocation order as (slot, generation): an entry whose slot was reused is stale."""
     s.ctr[C_KSWAPD] += 1
     policy_reclaim(s)  # shrinkers run from reclaim
     high = s.par[P_WMARK_HIGH]
-    i = rc[0]
-    n = a_pfn.shape[0]
-    while i < n and s.ctr[C_NR_FREE] < high:
-        p = a_pfn[i]
-        if p == A_NOT_YET:
-            break  # younger allocations have not happened yet
-        info = a_info[i]
-        reclaimable = (ev_flags(info) & AF_RECLAIMABLE) != 0
-        if p >= 0 and reclaimable:
-            order = ev_order(info)
-            free_block(s, p, order, c_on_free[ev_caller(info)])
-            s.ctr[C_RECLAIM] += 1 << order
-            a_pfn[i] = A_GONE
-        if i == rc[0] and (a_pfn[i] < 0 or not reclaimable):
-            rc[0] = i + 1  # gone or never reclaimable: no need to look at it again
-        i += 1
+    g = lv.g
+    cap = lv.rq_slot.shape[0]
+    while g[G_RQ_HEAD] < g[G_RQ_TAIL] and s.ctr[C_NR_FREE] < high:
+        q = g[G_RQ_HEAD] % cap
+        slot = lv.rq_slot[q]
+        if lv.a_gen[slot] == lv.rq_gen[q]:
+            p = lv.a_pfn[slot]
+            if p == A_NOT_YET:
+                break  # younger allocations have not happened yet
+            if p >= 0:
+                info = lv.a_info[slot]
+                order = ev_order(info)
+                free_block(s, p, order, c_on_free[ev_caller(info)])
+                s.ctr[C_RECLAIM] += 1 << order
+                lv.a_pfn[slot] = A_GONE
+        g[G_RQ_HEAD] += 1
 
 
 @njit
-def __alloc_pages_reclaim(s, order, mt, a_pfn, a_info, c_on_free, rc):
+def __alloc_pages_reclaim(s, order, mt, lv, c_on_free):
     """__alloc_pages after its fast path failed at the low watermark: the min watermark
     and a per-CPU drain; then wake kswapd (reclaim to high) and retry at min; else count
     a failure for this order."""
     pfn = __alloc_pages_slowpath(s, order, mt, s.var[V_CPU], ALLOC_WMARK_LOW)
     if pfn != NO_PAGE:
         return pfn
-    kswapd_reclaim(s, a_pfn, a_info, c_on_free, rc)
+    kswapd_reclaim(s, lv, c_on_free)
     pfn = __alloc_pages_noreclaim(s, order, mt, s.var[V_CPU], ALLOC_WMARK_MIN)
     if pfn == NO_PAGE:
         alloc_failed(s, order)
@@ -126,7 +126,7 @@ def policy_or_pack_alloc(s, order, served, info):
 
 
 @njit
-def alloc_unmapped(s, order, served, info, a_pfn, a_info, c_on_free, rc):
+def alloc_unmapped(s, order, served, info, lv, c_on_free):
     """A __GFP_UNMAPPED request: through the policy; on failure reclaim once and retry.
     Returns the pfn (or a pack handle), NO_PAGE on failure, or NOT_SERVED (no policy, size
     limit, order not served): then the caller takes today's path."""
@@ -134,7 +134,7 @@ def alloc_unmapped(s, order, served, info, a_pfn, a_info, c_on_free, rc):
         return NOT_SERVED
     pfn = policy_or_pack_alloc(s, order, served, info)
     if pfn == NO_PAGE:
-        kswapd_reclaim(s, a_pfn, a_info, c_on_free, rc)
+        kswapd_reclaim(s, lv, c_on_free)
         pfn = policy_or_pack_alloc(s, order, served, info)
         if pfn == NO_PAGE:
             alloc_failed(s, order)
@@ -164,20 +164,35 @@ def prefetch_frees(s, ev_code, a_pfn, e, n_ev):
 
 
 @njit
-def run_events(s, ev_time, ev_code, ev_info, a_info, a_pfn, c_mt, c_on_alloc, c_on_free, c_served,
-               rc, samples, sample_dt, start, stop, t_next_sample, n_sampled):
-    """Process events[start:stop]; returns (next sample time, samples taken). Resumable,
-    so the caller can show progress between chunks."""
-    k = n_sampled
-    max_k = samples.shape[0]
+def take_sample(s, samples, k, clock):
+    """Record the counters at clock[0] (next sample time); when the rows are full, keep every
+    other row and double the interval (clock[1]): a bounded series that does not depend on
+    the run's duration."""
+    if k == samples.shape[0]:
+        k = k // 2
+        for i in range(k):
+            for j in range(samples.shape[1]):
+                samples[i, j] = samples[2 * i, j]
+        clock[1] *= 2.0
+    record_sample(s, samples, k, clock[0])
+    clock[0] += clock[1]
+    return k + 1
+
+
+@njit
+def run_events(s, ev_time, ev_code, ev_info, lv, c_mt, c_on_alloc, c_on_free, c_served,
+               samples, clock, start, stop, k):
+    """Process events[start:stop] of a window (code = allocation slot << 1 | is_free), sampling
+    the counters as simulated time passes; returns the samples taken. Resumable."""
+    a_pfn = lv.a_pfn
     n_ev = ev_code.shape[0]
+    t_next = clock[0]
     for e in range(start, stop):
         prefetch_frees(s, ev_code, a_pfn, e, n_ev)
         t = ev_time[e]
-        while t >= t_next_sample and k < max_k:
-            record_sample(s, samples, k, t_next_sample)
-            k += 1
-            t_next_sample += sample_dt
+        while t >= t_next:
+            k = take_sample(s, samples, k, clock)
+            t_next = clock[0]
         code = ev_code[e]
         aid = ev_alloc_id(code)
         info = ev_info[e]
@@ -191,14 +206,14 @@ def run_events(s, ev_time, ev_code, ev_info, a_info, a_pfn, c_mt, c_on_alloc, c_
             pfn = NOT_SERVED
             if flags & AF_UNMAPPED:
                 s.ctr[C_UNMAPPED_ALLOCS] += 1
-                pfn = alloc_unmapped(s, order, c_served[caller], info, a_pfn, a_info, c_on_free, rc)
+                pfn = alloc_unmapped(s, order, c_served[caller], info, lv, c_on_free)
             by_policy = pfn != NOT_SERVED
             if not by_policy:
                 # __alloc_pages: the fast path inlined here (a call from compiled code passes
                 # every array of the state, ~200 values, more than the fast path's work)
                 pfn = get_page_from_freelist(s, order, c_mt[caller], s.var[V_CPU], ALLOC_WMARK_LOW)
                 if pfn == NO_PAGE:
-                    pfn = __alloc_pages_reclaim(s, order, c_mt[caller], a_pfn, a_info, c_on_free, rc)
+                    pfn = __alloc_pages_reclaim(s, order, c_mt[caller], lv, c_on_free)
             if PACK_HANDLE_BASE < pfn < 0:  # NO_PAGE
                 a_pfn[aid] = A_FAILED
                 continue
@@ -216,18 +231,12 @@ def run_events(s, ev_time, ev_code, ev_info, a_info, a_pfn, c_mt, c_on_alloc, c_
                 continue  # failed, or reclaimed earlier
             free_block(s, pfn, order, c_on_free[caller])
             a_pfn[aid] = A_GONE
-    return t_next_sample, k
-
-
-def new_alloc_state(n_allocs: int) -> np.ndarray:
-    return hugemem.full(n_allocs, A_NOT_YET, np.int32)
+    return k
 
 
 @njit
-def sample_until(s, samples, k, t_next_sample, sample_dt, t_end):
+def sample_until(s, samples, clock, k, t_end):
     """Samples after the last event, up to the end of the simulated duration."""
-    while t_next_sample <= t_end + 1e-9 and k < samples.shape[0]:
-        record_sample(s, samples, k, t_next_sample)
-        k += 1
-        t_next_sample += sample_dt
-    return t_next_sample, k
+    while clock[0] <= t_end + 1e-9:
+        k = take_sample(s, samples, k, clock)
+    return k

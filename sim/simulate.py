@@ -1,4 +1,11 @@
-"""simulate(cfg) -> SimResult: config -> boot -> events -> compiled loop -> counters."""
+"""simulate(cfg) -> SimResult: config -> boot -> windows of events -> compiled loop -> counters.
+
+The workload is generated one window of simulated time at a time (stream.py), so memory is
+the machine's state plus the live objects plus one window, whatever `duration_s` is. A run
+can be checkpointed (`checkpoint_path`, every `checkpoint_every_s` of simulated time) and
+resumed from it; `save_machine` keeps a whole aged machine that later runs start from
+(`machine.snapshot`).
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -8,19 +15,17 @@ from typing import Callable, Optional
 import numpy as np
 import polars as pl
 
+from . import checkpoint
 from .boot import boot
-from .engine import N_SAMPLE_COLS, new_alloc_state, run_events, sample_until
+from .engine import N_SAMPLE_COLS, run_events, sample_until
 from .hydra_conf import to_sim_config
+from .layout import COUNTER_NAMES, N_COUNTERS, P_MANAGED
 from .metrics import counters
 from .picture import region_codes
 from .policy import policy_params, served_callers
 from .prog_pack import pack_state
 from .result import SimResult
-from .workload import generate
-from .layout import (
-    COUNTER_NAMES,
-    N_COUNTERS, P_MANAGED,
-)
+from .workload import Stream
 
 CHUNK_EVENTS = 1 << 20  # events per call of the compiled loop (progress granularity)
 
@@ -43,42 +48,107 @@ def derived(c: dict) -> dict:
     return out
 
 
-def simulate(cfg, progress: Optional[Callable[[int, int], None]] = None) -> SimResult:
+class Run:
+    """One simulation in progress: the machine's state, the workload stream, the samples
+    (at sample_interval_s; when max_samples rows are full, every other row is dropped and the
+    interval doubles, so the series stays bounded and does not depend on duration_s)."""
+
+    def __init__(self, sc):
+        self.sc = sc
+        s = boot(sc.machine)
+        s = pack_state(s, sc.policy.name)
+        policy_params(s, sc.policy)
+        self.s = s
+        self.stream = Stream(sc.workload, int(s.par[P_MANAGED]), sc.machine.cpus, sc.seed, sc.window_s)
+        self.c_served = served_callers(sc)
+        self.samples = np.zeros((sc.max_samples - sc.max_samples % 2, N_SAMPLE_COLS), np.int64)
+        self.clock = np.array([0.0, float(sc.sample_interval_s)])  # next sample time, interval
+        self.k = 0  # samples taken
+        self.events = 0
+        self.loop_s = 0.0
+
+    @property
+    def t(self) -> float:
+        """Simulated time reached: the start of the next window."""
+        return self.stream.time_reached
+
+    def step(self, progress: Optional[Callable[[int], None]] = None) -> bool:
+        """Generate and run the next window; False after the last one."""
+        win = self.stream.next_window()
+        if win is None:
+            return False
+        st, es = self.s, self.stream
+        t0 = time.perf_counter()
+        n = win.n_events
+        for start in range(0, n, CHUNK_EVENTS):
+            stop = min(n, start + CHUNK_EVENTS)
+            self.k = run_events(st, win.ev_time, win.ev_code, win.ev_info, es.lv, es.ct.mt, es.ct.on_alloc,
+                                es.ct.on_free, self.c_served, self.samples, self.clock, start, stop, self.k)
+            if progress:
+                progress(stop - start)
+        self.loop_s += time.perf_counter() - t0
+        self.events += n
+        return True
+
+    def finish(self) -> None:
+        self.k = sample_until(self.s, self.samples, self.clock, self.k, float(self.sc.workload.duration_s))
+
+    def result(self, wall_s: float) -> SimResult:
+        final = {key: float(v) for key, v in counters(self.s).items()}
+        final.update(derived(final))
+        eps = self.events / self.loop_s if self.loop_s > 0 else 0.0
+        final["events_per_second"] = eps
+        return SimResult(
+            config=dataclasses.asdict(self.sc),  # what OmegaConf.to_container(structured(sc)) gives, 50x faster
+            counters=final,
+            timeseries=timeseries_frame(self.samples[:self.k]),
+            events_per_second=eps,
+            wall_s=wall_s,
+            directmap=region_codes(self.s),
+            n_events=self.events,
+        )
+
+
+def start(sc) -> Run:
+    """A fresh run, the last checkpoint of this config, or a saved machine to continue."""
+    if sc.checkpoint_path:
+        run = checkpoint.load_if_matches(sc.checkpoint_path, sc, Run)
+        if run is not None:
+            return run
+    if sc.machine.snapshot:
+        return checkpoint.load_snapshot(sc.machine.snapshot, sc, Run)
+    return Run(sc)
+
+
+def simulate(cfg, progress: Optional[Callable[[float, float], None]] = None) -> SimResult:
     """Run one simulation. `cfg`: a DictConfig from load_config(), a dict or a SimConfig.
-    `progress(done_events, total_events)` is called between chunks of the loop."""
+    `progress(simulated_s, duration_s)` is called between chunks of the loop."""
     sc = to_sim_config(cfg)
     t0 = time.perf_counter()
-    s = boot(sc.machine)
-    policy_params(s, sc.policy)
-    s = pack_state(s, sc.policy.name)
-    es = generate(sc.workload, int(s.par[P_MANAGED]), sc.machine.cpus, sc.seed)
-    c_served = served_callers(sc)
-    a_pfn = new_alloc_state(es.n_allocs)
+    run = start(sc)
     duration = float(sc.workload.duration_s)
-    dt = max(sc.sample_interval_s, duration / max(sc.max_samples - 1, 1))
-    samples = np.zeros((int(duration / dt) + 2, N_SAMPLE_COLS), np.int64)
-    rc = np.zeros(1, np.int64)
-    t_next, k = 0.0, 0
-    n = es.n_events
-    loop_t0 = time.perf_counter()
-    for start in range(0, n, CHUNK_EVENTS):
-        stop = min(n, start + CHUNK_EVENTS)
-        t_next, k = run_events(s, es.ev_time, es.ev_code, es.ev_info, es.a_info, a_pfn, es.c_mt,
-                               es.c_on_alloc, es.c_on_free, c_served, rc, samples, dt, start, stop, t_next, k)
-        if progress:
-            progress(stop, n)
-    loop_wall = time.perf_counter() - loop_t0
-    t_next, k = sample_until(s, samples, k, t_next, dt, duration)
-    final = {key: float(v) for key, v in counters(s).items()}
-    final.update(derived(final))
-    eps = n / loop_wall if loop_wall > 0 else 0.0
-    final["events_per_second"] = eps
-    return SimResult(
-        config=dataclasses.asdict(sc),  # what OmegaConf.to_container(structured(sc)) gives, 50x faster
-        counters=final,
-        timeseries=timeseries_frame(samples[:k]),
-        events_per_second=eps,
-        wall_s=time.perf_counter() - t0,
-        directmap=region_codes(s),
-        n_events=n,
-    )
+    every = sc.checkpoint_every_s
+    next_ckpt = (np.floor(max(run.t, 0.0) / every) + 1) * every if sc.checkpoint_path else np.inf
+    tick = (lambda _n: progress(min(max(run.stream.time_reached, 0.0), duration), duration)) if progress else None
+    while run.step(tick):
+        if run.t >= next_ckpt and run.t < duration:
+            checkpoint.save(sc.checkpoint_path, run)
+            next_ckpt = (np.floor(run.t / every) + 1) * every
+    run.finish()
+    if progress:
+        progress(duration, duration)
+    return run.result(time.perf_counter() - t0)
+
+
+def save_machine(cfg, path) -> SimResult:
+    """Run cfg and keep the whole machine at its end (state, live workload, samples) in `path`:
+    later runs start from it with `machine.snapshot=path` (any policy when it was aged under
+    `none`; the policy acts from the snapshot on) and continue to their own duration_s."""
+    sc = to_sim_config(cfg)
+    t0 = time.perf_counter()
+    run = start(sc)
+    while run.step():
+        pass
+    checkpoint.save(path, run, snapshot=True)
+    run.finish()
+    return run.result(time.perf_counter() - t0)

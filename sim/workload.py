@@ -1,90 +1,47 @@
-"""Vectorized generation of a workload's event stream (numpy, no per-event Python).
+"""The workload: the callers' objects as a stream of events, one window of simulated time at a time.
 
-A caller's objects (a vmalloc area, a module, a BPF JIT image, a secretmem file, ...)
-arrive as a Poisson process at `rate_per_s` (plus `initial` objects alive at t = 0);
-each object is `n` calls of alloc_pages(order) with one order drawn from `order_mix`,
-all freed together after the object's lifetime.  Background callers fill their `share`
-of `target_utilisation` x managed pages before t = 0 (the fill phase, at t in [-1, 0))
-and keep it in steady state (arrival rate = population / mean lifetime).
+A caller's objects (a vmalloc area, a module, a BPF JIT image, a secretmem file, ...) are
+`allocs` calls of alloc_pages(order) (or ceil(size_bytes / (4K << order))), one order drawn
+from `order_mix`, all freed together after the object's lifetime. Background callers fill
+their `share` of `target_utilisation` x managed pages before t = 0 and keep it in steady
+state (arrival rate = population / mean lifetime).
 
-The result is a table of allocations sorted by allocation time and an event list of
-(time, code) sorted by time, code = 2 * allocation id (+1 for the free).  Everything is
-sorted per object (an object's allocations share their times) and expanded at the end.
+Memory is the live objects plus one window, whatever the simulated uptime:
+
+* Each caller's k-th object draws its order, allocations, size, lifetime and CPU from
+  counter-based random numbers keyed by (seed, caller, k) (keyed.py). Arrivals are the
+  fill phase (t in [-1, 0): the objects alive at boot, in boot order), `initial` objects at
+  `at_s`, then a Poisson process: object k arrives one exponential gap after object k-1.
+* Window w holds the events whose time t has `window_index(t) == w` (w = -1: the fill
+  phase; then [w W, (w + 1) W)). Within a window events are sorted by (time, alloc before
+  free, caller, object), so the whole run sees the same event sequence for any window size.
+* An allocation lives in a recycled slot (a_pfn / a_info / a_next / a_gen), so
+  per-allocation state is O(live allocations); an object's slots are chained through
+  a_next. A live object with a finite lifetime has a record (free time, first slot, count)
+  in a calendar queue: a ring of buckets keyed by the window of its free, plus one list for
+  frees further out, redistributed once per turn of the ring.
+* Reclaimable allocations also enter a FIFO (slot, generation) in allocation order:
+  kswapd frees the oldest first (engine.kswapd_reclaim).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import namedtuple
 
 import numpy as np
 
-from . import hugemem
-from .config import CallerConfig, Dist, WorkloadConfig
-from .constants import BPF_PROG_CHUNK_SIZE, BPF_PROG_PACK_SIZE, MIGRATETYPES, PAGE_SIZE
+from .config import Dist, WorkloadConfig
+from .constants import BPF_PROG_CHUNK_SIZE, BPF_PROG_PACK_SIZE, MIGRATETYPES, NR_PAGE_ORDERS, PAGE_SIZE
 from .jit import njit, prefetch
-from .layout import (
-    AF_ACTION, AF_NO_PACK, AF_RECLAIMABLE, AF_UNMAPPED, ON_ALLOC, ON_FREE, decode, ev_chunks, ev_order,
-    field_mask, pack_event_word,
+from .keyed import (
+    D_NONE, F_ACTION, F_ALLOCS, F_CPU, F_FILL, F_GAP, F_LIFE, F_ORDER, F_SIZE, dist_row, draw, field_uniform, obj_key,
+    uniform,
 )
 from .radix import argsort_stable
-
-PF_AHEAD = 16  # frees whose a_info is prefetched ahead in expand_events
-
-
-@njit
-def alloc_chunks(info):
-    """64-byte chunks an allocation's image needs (bpf_prog_pack_alloc's nbits): the image's
-    part in this allocation, or the whole allocation (PAGE_SIZE << order)."""
-    c = ev_chunks(info)
-    return c if c else (PAGE_SIZE // BPF_PROG_CHUNK_SIZE) << ev_order(info)
-
-
-@dataclass
-class EventStream:
-    """The allocations (sorted by time) and the events of one run. Each event carries
-    its allocation's packed info, so the loop reads the event arrays in order and
-    touches per-allocation memory (a_pfn) only once per event."""
-
-    a_info: np.ndarray  # int64 per allocation: layout.pack_event_word()
-    ev_time: np.ndarray  # float64, seconds (fill phase at t < 0)
-    ev_code: np.ndarray  # int64: 2 * allocation id + is_free
-    ev_info: np.ndarray  # int64: a_info of the event's allocation
-    caller_names: list[str]
-    c_mt: np.ndarray  # uint8 per caller: migratetype
-    c_on_alloc: np.ndarray  # uint8 per caller
-    c_on_free: np.ndarray  # uint8 per caller
-    duration_s: float
-
-    @property
-    def n_allocs(self) -> int:
-        return int(self.a_info.size)
-
-    @property
-    def a_order(self) -> np.ndarray:
-        return decode(self.a_info, "order").astype(np.int8)
-
-    @property
-    def a_caller(self) -> np.ndarray:
-        return decode(self.a_info, "caller").astype(np.uint8)
-
-    @property
-    def n_events(self) -> int:
-        return int(self.ev_time.size)
-
-
-def draw(d: Dist, rng: np.random.Generator, n: int) -> np.ndarray:
-    if d.dist == "fixed":
-        return np.full(n, float(d.value))
-    if d.dist == "exp":
-        return rng.exponential(d.mean, n)
-    if d.dist == "lognormal":
-        return d.median * np.exp(d.sigma * rng.standard_normal(n))
-    if d.dist == "uniform":
-        return rng.uniform(d.low, d.high, n)
-    if d.dist == "forever":
-        return np.full(n, np.inf)
-    raise ValueError(f"unknown distribution {d.dist!r}")
-
+from .layout import (
+    A_NOT_YET, AF_ACTION, AF_NO_PACK, AF_RECLAIMABLE, AF_UNMAPPED, NIL, ON_ALLOC, ON_FREE, ev_chunks, ev_flags,
+    ev_order, ev_word,
+)
 
 def dist_mean(d: Dist) -> float:
     return {
@@ -96,153 +53,544 @@ def dist_mean(d: Dist) -> float:
     }[d.dist]()
 
 
-def _objects(c: CallerConfig, rng: np.random.Generator, n: int, with_size: bool = False):
-    """Draw n objects: (order, allocations per object[, size in bytes or -1])."""
-    w = np.asarray(c.order_mix, dtype=np.float64)
-    orders = np.flatnonzero(w > 0)
-    order = rng.choice(orders, size=n, p=w[orders] / w.sum()) if orders.size > 1 else np.full(n, orders[0])
-    if c.size_bytes is not None:
-        size = np.ceil(np.maximum(draw(c.size_bytes, rng, n), 1.0)).astype(np.int64)
-        nallocs = -(-size // (PAGE_SIZE << order))
-    else:
-        size = np.full(n, -1, np.int64)
-        nallocs = np.maximum(np.rint(draw(c.allocs, rng, n)), 1).astype(np.int64)
-    return (order, nallocs, size) if with_size else (order, nallocs)
+@njit
+def alloc_chunks(info):
+    """64-byte chunks an allocation's image needs (bpf_prog_pack_alloc's nbits): the image's
+    part in this allocation, or the whole allocation (PAGE_SIZE << order)."""
+    c = ev_chunks(info)
+    return c if c else (PAGE_SIZE // BPF_PROG_CHUNK_SIZE) << ev_order(info)
 
 
-def image_chunks(order: np.ndarray, nallocs: np.ndarray, size: np.ndarray):
-    """Per object: chunks of its last allocation when the image ends inside it (else 0),
-    and whether the image is too large for a pack (bpf_prog_pack_alloc: > 2M)."""
-    unit = PAGE_SIZE << order
-    tail_bytes = np.where(size > 0, size - (nallocs - 1) * unit, unit)
-    tail = -(-tail_bytes // BPF_PROG_CHUNK_SIZE)
-    tail = np.where(tail < (unit >> 6), tail, 0)
-    return tail, np.where(size > 0, size, unit) > BPF_PROG_PACK_SIZE
+NB = 1024  # calendar ring buckets (windows ahead kept in the ring); bucket NB is the far list
+CH = 256  # entries per calendar chunk
+GID_SHIFT = 40  # an object's global id: caller << GID_SHIFT | index
+
+# Live.g: int64 scalars of the stream
+(G_FREE_SLOTS, G_FREE_CHUNKS, G_RQ_HEAD, G_RQ_TAIL, G_LIVE_SLOTS, G_LIVE_OBJS, G_WINDOW) = range(7)
+N_G = 7
+
+Callers = namedtuple("Callers", [
+    "key",  # int64: the caller's random-number key (a hash of its name: adding a caller keeps the others)
+    "n0",  # int64: objects of the fill phase / initial objects
+    "rate",  # float64: arrivals per second after t = 0
+    "fill_lo", "fill_hi",  # float64: the fill phase window, in [-1, 0)
+    "fill_sum",  # float64: the sum of the n0 + 1 exponential spacings of the fill arrivals
+    "at_s",  # float64: initial objects arrive here (nan: in the fill phase)
+    "flags",  # int64: AF_RECLAIMABLE | AF_UNMAPPED
+    "act",  # float64: on_alloc_fraction (0 without an on_alloc action)
+    "image",  # bool: objects are code images (size in 64-byte chunks, bpf_prog_pack)
+    "cdf",  # float64 [caller, order]: cumulative order_mix
+    "dist",  # float64 [caller, 3, DIST_COLS]: allocs, size_bytes, lifetime
+    "mt", "on_alloc", "on_free",  # uint8 per caller
+])
+
+Live = namedtuple("Live", [
+    "a_pfn", "a_info", "a_next", "a_gen",  # per allocation slot: pfn (or a_pfn state), word, chain, generation
+    "slot_free",  # int32 stack of free slots (G_FREE_SLOTS entries)
+    # the calendar: chunks of CH entries (free time, object id, first slot, slots), linked per bucket
+    "ck_t", "ck_gid", "ck_head", "ck_n",  # per entry
+    "ck_next", "ck_fill",  # per chunk
+    "ck_free",  # int32 stack of free chunks (G_FREE_CHUNKS entries)
+    "cal_head", "cal_tail", "cal_count",  # per bucket (NB ring buckets + the far list)
+    "rq_slot", "rq_gen",  # reclaim FIFO ring (G_RQ_HEAD .. G_RQ_TAIL, monotone counters)
+    "next_k", "next_t",  # per caller: next object index, and its arrival time (fill: the spacing sum)
+    "g",  # int64 scalars G_*
+    "reached",  # float64 [1]: simulated time the generated windows reach
+])
 
 
-def _background_population(c: CallerConfig, rng, target_pages: int):
-    """Objects whose pages add up to target_pages (drawn in batches, cut at the target)."""
-    orders, counts, total = [], [], 0
-    batch = 4096
-    while total < target_pages:
-        o, k = _objects(c, rng, batch)
-        pages = k << o
-        cum = total + np.cumsum(pages)
-        stop = int(np.searchsorted(cum, target_pages)) + 1
-        orders.append(o[:stop])
-        counts.append(k[:stop])
-        total = int(cum[min(stop, batch) - 1])
-        batch = min(batch * 4, 1 << 22)
-    if not orders:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(orders), np.concatenate(counts)
+def caller_key(name: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little") >> 1
 
 
-def ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """The concatenation of arange(start, start + count) for each pair."""
-    total = int(counts.sum())
-    return np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(total, dtype=np.int64)
-
-
-def sorted_uniform(rng: np.random.Generator, n: int, low: float, high: float) -> np.ndarray:
-    """n uniform draws on [low, high) already in ascending order, in O(n): the order
-    statistics of n uniforms are the normalised partial sums of n + 1 exponentials."""
-    s = np.cumsum(rng.exponential(1.0, n + 1))
-    return low + (high - low) * (s[:n] / s[n])
+def callers_table(wl: WorkloadConfig, managed_pages: int, seed: int) -> tuple[Callers, list[str]]:
+    names = list(wl.callers)
+    cs = [wl.callers[n] for n in names]
+    nc = max(len(cs), 1)
+    dist = np.zeros((nc, 3, 7))
+    cdf = np.ones((nc, NR_PAGE_ORDERS))
+    n0, rate = np.zeros(nc, np.int64), np.zeros(nc)
+    for ci, c in enumerate(cs):
+        dist[ci] = [dist_row(c.allocs), dist_row(c.size_bytes), dist_row(c.lifetime_s)]
+        w = np.zeros(NR_PAGE_ORDERS)
+        w[:len(c.order_mix)] = c.order_mix
+        cdf[ci] = np.cumsum(w) / w.sum()
+        cdf[ci, np.flatnonzero(w)[-1]:] = 1.0  # the last order with weight catches rounding
+    tab = Callers(
+        key=np.array([caller_key(n) for n in names] or [0], np.int64),
+        n0=n0, rate=rate,
+        fill_lo=np.array([c.fill_from - 1.0 for c in cs] or [0.0]),
+        fill_hi=np.array([c.fill_to - 1.0 for c in cs] or [0.0]),
+        fill_sum=np.ones(nc),
+        at_s=np.array([float(c.at_s) if c.at_s is not None and not c.background else math.nan for c in cs] or [0.0]),
+        flags=np.array([(AF_RECLAIMABLE if c.reclaimable else 0) | (AF_UNMAPPED if c.unmapped else 0)
+                        for c in cs] or [0], np.int64),
+        act=np.array([c.on_alloc_fraction if c.on_alloc != "none" else 0.0 for c in cs] or [0.0]),
+        image=np.array([not c.background for c in cs] or [False]),
+        cdf=cdf, dist=dist,
+        mt=np.array([MIGRATETYPES[c.migratetype] for c in cs] or [0], np.uint8),
+        on_alloc=np.array([ON_ALLOC.index(c.on_alloc) for c in cs] or [0], np.uint8),
+        on_free=np.array([ON_FREE.index(c.on_free) for c in cs] or [0], np.uint8),
+    )
+    for ci, c in enumerate(cs):
+        if c.background:  # the population that fills its share, kept in steady state
+            n0[ci] = background_population(tab, seed, ci, int(c.share * wl.target_utilisation * managed_pages))
+            mean_life = dist_mean(c.lifetime_s)
+            rate[ci] = n0[ci] / mean_life if math.isfinite(mean_life) and mean_life > 0 else 0.0
+        else:
+            n0[ci] = int(c.initial)
+            rate[ci] = float(c.rate_per_s)
+        tab.fill_sum[ci] = fill_spacings(tab, seed, ci)
+    return tab, names
 
 
 @njit
-def expand_events(t_obj, n_obj, first_obj, t_fr, n_fr, first_fr, a_info, ev_time, ev_code, ev_info):
-    """Merge the objects' allocs (sorted by time) with the freed objects' frees (sorted by
-    free time; *_fr are gathered in that order so both streams are read sequentially) and
-    write one event per allocation. A free sorts after an alloc at the same time; it never
-    ties with its own alloc since lifetimes are > 0."""
+def object_shape(ct, h, c):
+    """An object (keyed h) of caller c: (order, allocations, tail chunks, too big for a pack)."""
+    order = 0
+    if ct.cdf[c, 0] < 1.0:  # more than one order
+        u = field_uniform(h, F_ORDER)
+        while ct.cdf[c, order] <= u and order < NR_PAGE_ORDERS - 1:
+            order += 1
+    unit = PAGE_SIZE << order
+    size = -1
+    if ct.dist[c, 1, 0] != D_NONE:
+        size = np.int64(math.ceil(max(draw(ct.dist[c, 1], h, F_SIZE), 1.0)))
+        n = (size + unit - 1) // unit
+    else:
+        n = max(np.int64(round(draw(ct.dist[c, 0], h, F_ALLOCS))), 1)
+    tail = 0
+    big = False
+    if ct.image[c]:  # a code image: its last allocation holds the rest, in 64-byte chunks
+        tail_bytes = size - (n - 1) * unit if size > 0 else unit
+        tail = (tail_bytes + BPF_PROG_CHUNK_SIZE - 1) // BPF_PROG_CHUNK_SIZE
+        if tail >= unit // BPF_PROG_CHUNK_SIZE:
+            tail = 0
+        big = (size if size > 0 else unit) > BPF_PROG_PACK_SIZE
+    return order, n, tail, big
+
+
+@njit
+def background_population(ct, seed, c, target_pages):
+    """Objects whose pages first reach target_pages (the last one crosses it)."""
+    total = 0
+    k = 0
+    while total < target_pages:
+        order, n, _, _ = object_shape(ct, obj_key(seed, ct.key[c], k), c)
+        total += n << order
+        k += 1
+    return k
+
+
+@njit
+def spacing(seed, key, k):
+    """The k-th exponential spacing of the fill phase's arrivals (mean 1)."""
+    return -math.log1p(-uniform(seed, key, k, F_FILL))
+
+
+@njit
+def fill_spacings(ct, seed, c):
+    """The fill phase draws its n0 arrival times already sorted: the order statistics of n0
+    uniforms are the normalised partial sums of n0 + 1 exponential spacings."""
+    total = 0.0
+    for k in range(ct.n0[c] + 1):
+        total += spacing(seed, ct.key[c], k)
+    return total
+
+
+@njit
+def window_index(t, window):
+    """-1 for the fill phase (t < 0), else floor(t / window)."""
+    if t < 0.0:
+        return -1
+    return np.int64(math.floor(t / window))
+
+
+@njit
+def gap(ct, seed, c, k):
+    """The exponential gap before object k (k >= n0) of a Poisson process at ct.rate[c]."""
+    if ct.rate[c] <= 0.0:
+        return math.inf
+    return -math.log1p(-uniform(seed, ct.key[c], k, F_GAP)) / ct.rate[c]
+
+
+@njit
+def arrivals(ct, lv, seed, w, window, duration, out_c, out_k, out_t, new_k, new_t):
+    """The objects arriving in window w, each caller's in index (= time) order, into out_*.
+    Returns their count; when out_* are too small, -(the count) and nothing is consumed.
+    Objects k < n0 arrive in the fill phase (sorted, in fill_from..fill_to) or at at_s; object
+    k >= n0 one gap after object k - 1 (the first one gap after t = 0)."""
+    m = 0
+    for c in range(ct.n0.shape[0]):
+        k = lv.next_k[c]
+        tn = lv.next_t[c]  # fill: the spacing sum so far; then the arrival time of object k
+        span = ct.fill_hi[c] - ct.fill_lo[c]
+        while True:
+            if k < ct.n0[c]:
+                if math.isnan(ct.at_s[c]):  # fill phase, in boot order: all in window -1
+                    tn += spacing(seed, ct.key[c], k)
+                    t = min(ct.fill_lo[c] + span * (tn / ct.fill_sum[c]), -1e-9)
+                else:
+                    t = ct.at_s[c]
+                    if t >= duration or window_index(t, window) > w:
+                        break
+                if k + 1 == ct.n0[c]:
+                    tn = gap(ct, seed, c, k + 1)  # the first arrival after t = 0
+            else:
+                t = tn
+                if t >= duration or window_index(t, window) > w:
+                    break
+                tn = t + gap(ct, seed, c, k + 1)
+            if m < out_c.shape[0]:
+                out_c[m] = c
+                out_k[m] = k
+                out_t[m] = t
+            m += 1
+            k += 1
+        new_k[c] = k
+        new_t[c] = tn
+    if m > out_c.shape[0]:
+        return -m
+    for c in range(new_k.shape[0]):
+        lv.next_k[c] = new_k[c]
+        lv.next_t[c] = new_t[c]
+    return m
+
+
+@njit
+def describe(ct, seed, ncpus, oc, ok, ot, o_n, o_tfree, o_base, o_tail):
+    """Each arriving object's allocations, free time and base allocation word."""
+    for i in range(oc.shape[0]):
+        c = oc[i]
+        h = obj_key(seed, ct.key[c], ok[i])
+        order, n, tail, big = object_shape(ct, h, c)
+        cpu = min(np.int64(field_uniform(h, F_CPU) * ncpus), ncpus - 1)
+        o_n[i] = n
+        o_tfree[i] = ot[i] + max(draw(ct.dist[c, 2], h, F_LIFE), 1e-9)
+        o_tail[i] = tail
+        o_base[i] = ev_word(order, c, cpu, ct.flags[c] | (AF_NO_PACK if big else 0), 0)
+
+
+@njit
+def calendar_insert(lv, b, t, gid, head, n):
+    """Append an entry to bucket b (a list of chunks; the caller reserved free chunks)."""
+    c = lv.cal_tail[b]
+    if c == NIL or lv.ck_fill[c] == CH:
+        lv.g[G_FREE_CHUNKS] -= 1
+        nc = lv.ck_free[lv.g[G_FREE_CHUNKS]]
+        lv.ck_next[nc] = NIL
+        lv.ck_fill[nc] = 0
+        if c == NIL:
+            lv.cal_head[b] = nc
+        else:
+            lv.ck_next[c] = nc
+        lv.cal_tail[b] = nc
+        c = nc
+    e = c * CH + lv.ck_fill[c]
+    lv.ck_t[e] = t
+    lv.ck_gid[e] = gid
+    lv.ck_head[e] = head
+    lv.ck_n[e] = n
+    lv.ck_fill[c] += 1
+    lv.cal_count[b] += 1
+
+
+@njit
+def bucket_of(t_free, w_now, window):
+    wi = window_index(t_free, window)
+    return (wi + 1) % NB if wi - w_now < NB else NB
+
+
+@njit
+def admit(ct, lv, seed, w, window, oc, ok, o_n, o_tfree, o_base, o_tail, out_head):
+    """Give the arriving objects (in allocation order) their slots and words, and those with a
+    finite lifetime a calendar entry; reclaimable allocations join the reclaim FIFO in the
+    same order."""
+    g = lv.g
+    cap = lv.rq_slot.shape[0]
+    for i in range(oc.shape[0]):
+        c, k, n = oc[i], ok[i], o_n[i]
+        h = obj_key(seed, ct.key[c], k) if ct.act[c] > 0.0 else np.uint64(0)  # only for the on_alloc draws
+        head = NIL
+        prev = NIL
+        for j in range(n):
+            g[G_FREE_SLOTS] -= 1
+            slot = lv.slot_free[g[G_FREE_SLOTS]]
+            word = o_base[i]
+            if j == n - 1 and o_tail[i] != 0:
+                word |= ev_word(0, 0, 0, 0, o_tail[i])
+            if ct.act[c] > 0.0 and field_uniform(h, F_ACTION + j) < ct.act[c]:
+                word |= ev_word(0, 0, 0, AF_ACTION, 0)
+            lv.a_info[slot] = word
+            lv.a_pfn[slot] = A_NOT_YET
+            lv.a_gen[slot] += 1
+            lv.a_next[slot] = NIL
+            if prev == NIL:
+                head = slot
+            else:
+                lv.a_next[prev] = slot
+            prev = slot
+            if ev_flags(word) & AF_RECLAIMABLE:
+                q = g[G_RQ_TAIL] % cap
+                lv.rq_slot[q] = slot
+                lv.rq_gen[q] = lv.a_gen[slot]
+                g[G_RQ_TAIL] += 1
+        g[G_LIVE_SLOTS] += n
+        out_head[i] = head
+        if math.isfinite(o_tfree[i]):
+            calendar_insert(lv, bucket_of(o_tfree[i], w, window), o_tfree[i], (np.int64(c) << GID_SHIFT) | k, head, n)
+            g[G_LIVE_OBJS] += 1
+
+
+@njit
+def due_frees(lv, w, window, duration, out_t, out_gid, out_head, out_n):
+    """The calendar entries whose free falls in window w before `duration`, into out_* (sized
+    by the caller: bucket count, plus the far list's at the start of a ring turn, when it is
+    redistributed). Frees at or after the duration stay queued for a continued run."""
+    b = (w + 1) % NB
+    if b == 0 and w >= 0:  # a new turn of the ring: the far list's entries move closer
+        c = lv.cal_head[NB]
+        lv.cal_head[NB] = NIL
+        lv.cal_tail[NB] = NIL
+        lv.cal_count[NB] = 0
+        while c != NIL:
+            for e in range(c * CH, c * CH + lv.ck_fill[c]):
+                calendar_insert(lv, bucket_of(lv.ck_t[e], w, window), lv.ck_t[e], lv.ck_gid[e], lv.ck_head[e],
+                                lv.ck_n[e])
+            nxt = lv.ck_next[c]
+            lv.ck_free[lv.g[G_FREE_CHUNKS]] = c
+            lv.g[G_FREE_CHUNKS] += 1
+            c = nxt
+    m = 0
+    kept = 0
+    c = lv.cal_head[b]
+    lv.cal_head[b] = NIL
+    lv.cal_tail[b] = NIL
+    lv.cal_count[b] = 0
+    while c != NIL:
+        for e in range(c * CH, c * CH + lv.ck_fill[c]):
+            if lv.ck_t[e] < duration:
+                out_t[m], out_gid[m], out_head[m], out_n[m] = lv.ck_t[e], lv.ck_gid[e], lv.ck_head[e], lv.ck_n[e]
+                m += 1
+            else:  # kept at the end of out_*, queued again below
+                kept += 1
+                x = out_t.shape[0] - kept
+                out_t[x], out_gid[x], out_head[x], out_n[x] = lv.ck_t[e], lv.ck_gid[e], lv.ck_head[e], lv.ck_n[e]
+        nxt = lv.ck_next[c]
+        lv.ck_free[lv.g[G_FREE_CHUNKS]] = c
+        lv.g[G_FREE_CHUNKS] += 1
+        c = nxt
+    for x in range(out_t.shape[0] - kept, out_t.shape[0]):
+        calendar_insert(lv, b, out_t[x], out_gid[x], out_head[x], out_n[x])
+    lv.g[G_LIVE_OBJS] -= m
+    return m
+
+
+def free_order(t: np.ndarray, gid: np.ndarray) -> np.ndarray:
+    """The order of (free time, object id): a stable radix sort by time, then each run of
+    equal times (rare: one-shot objects with fixed lifetimes) by object id."""
+    order = argsort_stable(t)
+    st = t[order]
+    tie = np.flatnonzero(st[1:] == st[:-1])
+    if tie.size:
+        starts = tie[np.r_[True, np.diff(tie) > 1]]
+        for a in starts:
+            b = a + 1
+            while b + 1 < st.size and st[b + 1] == st[a]:
+                b += 1
+            run = order[a:b + 1]
+            order[a:b + 1] = run[np.argsort(gid[run], kind="stable")]
+    return order
+
+
+@njit
+def expand_window(lv, t_obj, h_obj, n_obj, t_fr, h_fr, n_fr, ev_time, ev_code, ev_info):
+    """Merge the window's allocations (objects in time order) with its frees (entries in free
+    time order): one event per allocation slot, code = slot << 1 | is_free. A free sorts after
+    an allocation at the same time. Freed slots go back on the free stack here: they are
+    reused by the next window's allocations, after the loop has run this one."""
+    g = lv.g
     e = 0
     i = 0
     j = 0
-    n_alloc_obj, n_free_obj = t_obj.shape[0], t_fr.shape[0]
-    while i < n_alloc_obj or j < n_free_obj:
-        if j < n_free_obj and (i >= n_alloc_obj or t_fr[j] < t_obj[i]):
-            t, a, n, is_free = t_fr[j], first_fr[j], n_fr[j], 1
-            if j + PF_AHEAD < n_free_obj:
-                prefetch(a_info, first_fr[j + PF_AHEAD])  # the frees' a_info reads are random
+    while i < t_obj.shape[0] or j < t_fr.shape[0]:
+        if j < t_fr.shape[0] and (i >= t_obj.shape[0] or t_fr[j] < t_obj[i]):
+            if j + 8 < t_fr.shape[0]:
+                prefetch(lv.a_info, h_fr[j + 8])
+            t, slot, n, is_free = t_fr[j], h_fr[j], n_fr[j], 1
             j += 1
         else:
-            t, a, n, is_free = t_obj[i], first_obj[i], n_obj[i], 0
+            t, slot, n, is_free = t_obj[i], h_obj[i], n_obj[i], 0
             i += 1
-        for k in range(n):
+        for _ in range(n):
             ev_time[e] = t
-            ev_code[e] = 2 * (a + k) + is_free
-            ev_info[e] = a_info[a + k]
+            ev_code[e] = (np.int64(slot) << 1) | is_free
+            ev_info[e] = lv.a_info[slot]
             e += 1
+            if is_free:
+                lv.slot_free[g[G_FREE_SLOTS]] = slot
+                g[G_FREE_SLOTS] += 1
+                g[G_LIVE_SLOTS] -= 1
+            slot = lv.a_next[slot]
+    return e
 
 
-def generate(wl: WorkloadConfig, managed_pages: int, ncpus: int, seed: int) -> EventStream:
-    rng = np.random.default_rng(seed)
-    duration = float(wl.duration_s)
-    names = list(wl.callers)
-    c_mt = np.array([MIGRATETYPES[wl.callers[n].migratetype] for n in names] or [0], np.uint8)
-    # AF_ACTION only where there is an action: the loop skips the call for the rest
-    act_frac = np.array([wl.callers[n].on_alloc_fraction if wl.callers[n].on_alloc != "none" else 0.0
-                         for n in names] or [0.0])
-    cols = {k: [np.zeros(0, dt)] for k, dt in (("t", float), ("t_free", float), ("n", np.int64), ("info", np.int64))}
+@njit
+def compact_rq(lv, out_slot, out_gen):
+    """The reclaim FIFO without entries whose allocation is gone (freed, failed, or its slot
+    reused): returns the live entries' count, in order, in out_*."""
+    cap = lv.rq_slot.shape[0]
+    m = 0
+    for x in range(lv.g[G_RQ_HEAD], lv.g[G_RQ_TAIL]):
+        q = x % cap
+        slot = lv.rq_slot[q]
+        if lv.a_gen[slot] == lv.rq_gen[q] and (lv.a_pfn[slot] >= 0 or lv.a_pfn[slot] == A_NOT_YET):
+            out_slot[m] = slot
+            out_gen[m] = lv.rq_gen[q]
+            m += 1
+    return m
 
-    for ci, name in enumerate(names):
-        c = wl.callers[name]
-        crng = np.random.default_rng([seed, ci + 1])  # one stream per caller: adding a caller keeps the others
-        if c.background:
-            target = int(c.share * wl.target_utilisation * managed_pages)
-            o0, k0 = _background_population(c, crng, target)
-            n0 = o0.size
-            b0 = np.full(n0, -1, np.int64)
-            mean_life = dist_mean(c.lifetime_s)
-            rate = n0 / mean_life if math.isfinite(mean_life) and mean_life > 0 else 0.0
-        else:
-            n0 = int(c.initial)
-            o0, k0, b0 = _objects(c, crng, n0, with_size=True)
-            rate = float(c.rate_per_s)
-        n1 = int(crng.poisson(rate * duration)) if rate > 0 and duration > 0 else 0
-        o1, k1, b1 = _objects(c, crng, n1, with_size=True)
-        if c.at_s is not None and not c.background:
-            t0 = np.full(n0, float(c.at_s))  # a one-shot event
-        else:
-            t0 = sorted_uniform(crng, n0, c.fill_from - 1.0, c.fill_to - 1.0)  # fill phase, merged with the others below
-        t = np.concatenate((t0, sorted_uniform(crng, n1, 0.0, duration)))
-        flags = (AF_RECLAIMABLE if c.reclaimable else 0) | (AF_UNMAPPED if c.unmapped else 0)
-        order, nalloc = np.concatenate((o0, o1)), np.concatenate((k0, k1))
-        tail, no_pack = (0, 0) if c.background else image_chunks(order, nalloc, np.concatenate((b0, b1)))
-        cols["t"].append(t)
-        cols["t_free"].append(t + np.maximum(draw(c.lifetime_s, crng, t.size), 1e-9))
-        cols["n"].append(nalloc)
-        cols["info"].append(pack_event_word(order, np.full(t.size, ci), crng.integers(0, ncpus, t.size),
-                                            flags | np.where(no_pack, AF_NO_PACK, 0), tail))
 
-    # objects in time order: each caller's objects are sorted already, so the stable
-    # (run-merging) sort costs O(n log callers)
-    t_obj = np.concatenate(cols["t"])
-    by_time = np.argsort(t_obj, kind="stable")
-    t_obj, t_free, n_per_obj, o_info = (t_obj[by_time], *(np.concatenate(cols[k])[by_time] for k in ("t_free", "n", "info")))
-    first_alloc = np.cumsum(n_per_obj) - n_per_obj  # an object's allocations get consecutive ids
+def _grown(a: np.ndarray, n: int, fill=0) -> np.ndarray:
+    out = np.empty(n, a.dtype)
+    out[:a.shape[0]] = a
+    out[a.shape[0]:] = fill
+    return out
 
-    # allocations, ids in time order (kswapd frees the oldest first = id order); each gets
-    # its caller's on_alloc action with probability on_alloc_fraction
-    a_info = np.repeat(o_info, n_per_obj)
-    # a partial last allocation's chunk count: clear it from the object's other allocations
-    split = np.flatnonzero((decode(o_info, "chunks") != 0) & (n_per_obj > 1))
-    a_info[ranges(first_alloc[split], n_per_obj[split] - 1)] &= ~field_mask("chunks")
-    act = rng.random(a_info.size) < act_frac[decode(a_info, "caller")]
-    a_info[act] |= pack_event_word(0, 0, 0, AF_ACTION)
-    freed = np.flatnonzero(t_free < duration)
-    freed = freed[argsort_stable(t_free[freed])]  # radix: 2x numpy's quicksort argsort, ties in id order
-    n_fr = n_per_obj[freed]
-    n_ev = a_info.size + int(n_fr.sum())
-    ev_time, ev_code, ev_info = (hugemem.zeros(n_ev, dt) for dt in (np.float64, np.int64, np.int64))
-    expand_events(t_obj, n_per_obj, first_alloc, t_free[freed], n_fr, first_alloc[freed], a_info,
-                  ev_time, ev_code, ev_info)
-    return EventStream(
-        a_info=a_info, ev_time=ev_time, ev_code=ev_code, ev_info=ev_info,
-        caller_names=names, c_mt=c_mt,
-        c_on_alloc=np.array([ON_ALLOC.index(wl.callers[n].on_alloc) for n in names] or [0], np.uint8),
-        c_on_free=np.array([ON_FREE.index(wl.callers[n].on_free) for n in names] or [0], np.uint8),
-        duration_s=duration,
-    )
+
+def _stack_grown(stack: np.ndarray, k: int, old: int, new: int) -> np.ndarray:
+    """A free stack of ids with the new ids old..new-1 pushed (the lowest on top)."""
+    out = _grown(stack, new)
+    out[k:k + new - old] = np.arange(new - 1, old - 1, -1, dtype=np.int32)
+    return out
+
+
+class Window(namedtuple("Window", ["index", "ev_time", "ev_code", "ev_info"])):
+    """One window's events: time, slot << 1 | is_free, allocation word."""
+
+    @property
+    def n_events(self) -> int:
+        return int(self.ev_time.shape[0])
+
+
+class Stream:
+    """A workload's events, one window of simulated time at a time (see the module doc)."""
+
+    def __init__(self, wl: WorkloadConfig, managed_pages: int, ncpus: int, seed: int, window_s: float):
+        self.ct, self.names = callers_table(wl, managed_pages, seed)
+        self.seed, self.ncpus, self.window = int(seed), int(ncpus), float(window_s)
+        self.duration = float(wl.duration_s)
+        nc = self.ct.n0.shape[0]
+        next_t = np.array([gap(self.ct, self.seed, c, 0) if self.ct.n0[c] == 0 else 0.0 for c in range(nc)])
+        g = np.zeros(N_G, np.int64)
+        g[G_WINDOW] = -1  # the next window to generate
+        i32 = np.zeros(0, np.int32)
+        self.lv = Live(a_pfn=i32, a_info=np.zeros(0, np.int64), a_next=i32, a_gen=np.zeros(0, np.uint32),
+                       slot_free=i32, ck_t=np.zeros(0), ck_gid=np.zeros(0, np.int64), ck_head=i32, ck_n=i32,
+                       ck_next=i32, ck_fill=i32, ck_free=i32, cal_head=np.full(NB + 1, NIL, np.int32),
+                       cal_tail=np.full(NB + 1, NIL, np.int32), cal_count=np.zeros(NB + 1, np.int64),
+                       rq_slot=np.zeros(16, np.int32), rq_gen=np.zeros(16, np.uint32),
+                       next_k=np.zeros(nc, np.int64), next_t=next_t, g=g, reached=np.array([-np.inf]))
+        self._scratch = 1024
+
+    # --- capacity (grown between windows; the compiled parts never allocate) -----------------
+    def _reserve_slots(self, need: int) -> None:
+        lv, g = self.lv, self.lv.g
+        if g[G_FREE_SLOTS] >= need:
+            return
+        old = lv.a_pfn.shape[0]
+        new = max(2 * old, int(g[G_LIVE_SLOTS]) + need, 1024)
+        stack = _stack_grown(lv.slot_free, int(g[G_FREE_SLOTS]), old, new)
+        g[G_FREE_SLOTS] += new - old
+        self.lv = lv._replace(a_pfn=_grown(lv.a_pfn, new, A_NOT_YET), a_info=_grown(lv.a_info, new),
+                              a_next=_grown(lv.a_next, new, NIL), a_gen=_grown(lv.a_gen, new), slot_free=stack)
+
+    def _reserve_chunks(self, need: int) -> None:
+        lv, g = self.lv, self.lv.g
+        if g[G_FREE_CHUNKS] >= need:
+            return
+        old = lv.ck_next.shape[0]
+        new = max(2 * old, old + need, 64)
+        stack = _stack_grown(lv.ck_free, int(g[G_FREE_CHUNKS]), old, new)
+        g[G_FREE_CHUNKS] += new - old
+        self.lv = lv._replace(ck_t=_grown(lv.ck_t, new * CH), ck_gid=_grown(lv.ck_gid, new * CH),
+                              ck_head=_grown(lv.ck_head, new * CH), ck_n=_grown(lv.ck_n, new * CH),
+                              ck_next=_grown(lv.ck_next, new, NIL), ck_fill=_grown(lv.ck_fill, new), ck_free=stack)
+
+    def _reserve_rq(self, need: int) -> None:
+        lv, g = self.lv, self.lv.g
+        cap = lv.rq_slot.shape[0]
+        if cap - (g[G_RQ_TAIL] - g[G_RQ_HEAD]) >= need:
+            return
+        live_slot, live_gen = np.zeros(cap, np.int32), np.zeros(cap, np.uint32)
+        m = compact_rq(lv, live_slot, live_gen)
+        new = max(2 * cap, 2 * m + need)
+        rs, rg = np.zeros(new, np.int32), np.zeros(new, np.uint32)
+        rs[:m], rg[:m] = live_slot[:m], live_gen[:m]
+        g[G_RQ_HEAD], g[G_RQ_TAIL] = 0, m
+        self.lv = lv._replace(rq_slot=rs, rq_gen=rg)
+
+    # --- windows -----------------------------------------------------------------------------
+    @property
+    def time_reached(self) -> float:
+        """The simulated time up to which events have been generated (-inf before the fill)."""
+        return float(self.lv.reached[0])
+
+    def _arrivals(self, w: int):
+        ct = self.ct
+        nc = ct.n0.shape[0]
+        new_k, new_t = np.zeros(nc, np.int64), np.zeros(nc)
+        while True:
+            oc, ok, ot = np.zeros(self._scratch, np.int64), np.zeros(self._scratch, np.int64), np.zeros(self._scratch)
+            m = arrivals(ct, self.lv, self.seed, w, self.window, self.duration, oc, ok, ot, new_k, new_t)
+            if m >= 0:
+                return oc[:m], ok[:m], ot[:m]
+            self._scratch = max(2 * self._scratch, -m)
+
+    def next_window(self):
+        """The next window's events, or None once the run's duration is reached. A window cut
+        by the duration is generated again, for the rest of it, when a run continues further."""
+        g = self.lv.g
+        w = int(g[G_WINDOW])
+        if self.time_reached >= self.duration:
+            return None
+        oc, ok, ot = self._arrivals(w)
+        m = oc.shape[0]
+        # each caller's objects are in time order: the stable sort merges those runs
+        by_time = np.argsort(ot, kind="stable")
+        oc, ok, ot = oc[by_time], ok[by_time], ot[by_time]
+        o_n, o_tail, o_base = (np.zeros(m, np.int64) for _ in range(3))
+        o_tfree = np.zeros(m)
+        describe(self.ct, self.seed, self.ncpus, oc, ok, ot, o_n, o_tfree, o_base, o_tail)
+        n_allocs = int(o_n.sum())
+        self._reserve_slots(n_allocs)
+        self._reserve_chunks(m // CH + 2 * NB + 4)
+        self._reserve_rq(n_allocs)
+        heads = np.zeros(m, np.int32)
+        admit(self.ct, self.lv, self.seed, w, self.window, oc, ok, o_n, o_tfree, o_base, o_tail, heads)
+        lv = self.lv
+        b = (w + 1) % NB
+        size = int(lv.cal_count[b] + (lv.cal_count[NB] if b == 0 and w >= 0 else 0))
+        self._reserve_chunks(size // CH + 2 * NB + 4)
+        lv = self.lv
+        f_t, f_gid, f_head, f_n = np.zeros(size), np.zeros(size, np.int64), np.zeros(size, np.int32), np.zeros(size, np.int32)
+        nf = due_frees(lv, w, self.window, self.duration, f_t, f_gid, f_head, f_n)
+        f_t, f_gid, f_head, f_n = f_t[:nf], f_gid[:nf], f_head[:nf], f_n[:nf].astype(np.int64)
+        order = free_order(f_t, f_gid)  # the same order for any window size
+        n_ev = n_allocs + int(f_n.sum())
+        ev_time, ev_code, ev_info = np.zeros(n_ev), np.zeros(n_ev, np.int64), np.zeros(n_ev, np.int64)
+        expand_window(lv, ot, heads, o_n, f_t[order], f_head[order], f_n[order], ev_time, ev_code, ev_info)
+        end = 0.0 if w < 0 else (w + 1) * self.window
+        lv.reached[0] = min(end, self.duration)
+        g[G_WINDOW] = w + 1 if end <= self.duration else w
+        return Window(w, ev_time, ev_code, ev_info)
+
+    @property
+    def live_allocations(self) -> int:
+        return int(self.lv.g[G_LIVE_SLOTS])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.lv) + sum(a.nbytes for a in self.ct)

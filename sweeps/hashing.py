@@ -18,7 +18,9 @@ _dumps = json.JSONEncoder(allow_nan=True, separators=(",", ":"), default=str).en
 
 @functools.lru_cache(maxsize=None)
 def _field_names(cls) -> tuple[str, ...]:
-    return tuple(sorted(f.name for f in dataclasses.fields(cls)))
+    """The fields that make a run what it is: those marked runtime (how it is carried out:
+    window_s, checkpoints) are not part of its identity."""
+    return tuple(sorted(f.name for f in dataclasses.fields(cls) if not f.metadata.get("runtime")))
 
 
 def _key(k: Any) -> str:

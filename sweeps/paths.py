@@ -25,3 +25,7 @@ def default_artifact_root() -> str:
 
 def default_ledger_dir() -> Path:
     return project_root() / ".ledger"
+
+
+def default_checkpoint_dir() -> Path:
+    return project_root() / ".checkpoints"

@@ -44,6 +44,9 @@ class SweepConf:
     chunk_size: int = 0  # runs per Ray task; 0: auto (enough tasks to fill the window twice)
     max_in_flight: int = 0  # tasks submitted and not yet collected; 0: 2 x cluster CPUs
     ledger_dir: Optional[str] = None  # None: <project>/.ledger
+    # runs longer than their checkpoint_every_s keep a checkpoint here (by config hash) while they run,
+    # so a task retried after a lost worker resumes; shared storage on a cluster. None: <project>/.checkpoints
+    checkpoint_dir: Optional[str] = None
     out_dir: Optional[str] = None  # sweep table + plots; None: hydra.sweep.dir
     retry_failed: bool = True  # a re-run sweep re-runs configs that failed (their old run is deleted)
     top: int = 10  # rows of the sweep table printed at the end

@@ -98,7 +98,7 @@ def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str
     from . import aggregate
     from .executor import execute, start_ray
     from .hashing import sweep_id as make_sweep_id
-    from .paths import default_artifact_root, default_ledger_dir, default_tracking_uri
+    from .paths import default_artifact_root, default_checkpoint_dir, default_ledger_dir, default_tracking_uri
     from .tasks import FAIL_ENV
     from .tracking import Tracker, redact
 
@@ -166,7 +166,8 @@ def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str
     bar = tqdm(total=len(to_run), unit="run", desc=f"sweep {rt.sweep.name}", file=sys.stderr,
                disable=not rt.sweep.progress, dynamic_ncols=True)
     bar.set_postfix(done=0, failed=0, skipped=S.skipped)
-    opts = {"timeseries_steps": rt.tracking.timeseries_steps, "timeseries_metrics": list(rt.tracking.timeseries_metrics),
+    opts = {"checkpoint_dir": str(rt.sweep.checkpoint_dir or default_checkpoint_dir()),
+            "timeseries_steps": rt.tracking.timeseries_steps, "timeseries_metrics": list(rt.tracking.timeseries_metrics),
             "picture": rt.tracking.picture,
             "timeseries_artifact": rt.tracking.timeseries_artifact, "fail_if": os.environ.get(FAIL_ENV)}
     by_hash = {j.hash: j for j in to_run}

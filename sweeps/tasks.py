@@ -36,6 +36,18 @@ def _matches(sc, cond: str) -> bool:
     return v is not None and str(v) == want.strip()
 
 
+def with_checkpoint(h: str, sc, checkpoint_dir):
+    """A run longer than its checkpoint interval keeps a checkpoint in checkpoint_dir (named by
+    its config hash), so a Ray retry after a lost worker resumes it instead of starting over."""
+    if not checkpoint_dir or sc.checkpoint_path or sc.workload.duration_s <= sc.checkpoint_every_s:
+        return sc, None
+    import dataclasses
+    from pathlib import Path
+
+    path = Path(checkpoint_dir) / f"{h}.npz"
+    return dataclasses.replace(sc, checkpoint_path=str(path)), path
+
+
 def _plain(v):
     if isinstance(v, dict):
         return {k: _plain(x) for k, x in v.items()}
@@ -66,7 +78,10 @@ def run_one(h: str, sc, opts: dict) -> dict[str, Any]:
         fail_if = opts.get("fail_if")
         if fail_if and _matches(sc, fail_if):
             raise RuntimeError(f"injected failure ({FAIL_ENV}={fail_if})")
+        sc, ckpt = with_checkpoint(h, sc, opts.get("checkpoint_dir"))
         res = sim.simulate(sc)
+        if ckpt:
+            ckpt.unlink(missing_ok=True)  # recorded from here on; the checkpoint is no longer needed
         out["counters"] = {k: float(v) for k, v in res.counters.items()}
         out["series"] = downsample(res.timeseries, opts.get("timeseries_steps", 50),
                                    opts.get("timeseries_metrics", ("*",)))

