@@ -3,10 +3,13 @@ direct-map actions, kswapd-like reclaim, and time-series sampling of the counter
 import numpy as np
 
 from . import hugemem
+from .compaction import (
+    MODE_ASYNC, __alloc_pages_direct_compact, compaction_tick, fragmentation_score_zone, wakeup_kcompactd,
+)
 from .constants import (
-    C_EVENTS, C_KSWAPD, C_NR_FREE, C_RECLAIM, C_UNMAPPED_ALLOCS,
-    MAX_PAGE_ORDER, N_COUNTERS, PAGE_KERNEL, PAGEBLOCK_ORDER, PG_CACHE, PROT_PKEY,
-    PROT_PRESENT, PROT_RW,
+    C_EVENTS, C_FRAG_SCORE, C_KSWAPD, C_NR_FREE, C_RECLAIM, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK,
+    C_UNMAPPED_ALLOCS, MAX_PAGE_ORDER, MIGRATE_MOVABLE, N_COUNTERS, PAGE_ALLOC_COSTLY_ORDER, PAGE_KERNEL,
+    PAGEBLOCK_ORDER, PG_CACHE, PROT_PKEY, PROT_PRESENT, PROT_RW,
 )
 from .directmap import change_page_attr
 from .jit import njit, njit_inline, prefetch
@@ -18,7 +21,7 @@ from .policy import (
     NOT_SERVED, SERVED_CHUNKS, policy_alloc, policy_free, policy_reclaim, policy_tick, sync_policy_counters,
 )
 from .prog_pack import PACK_HANDLE_BASE, bpf_prog_pack_alloc, bpf_prog_pack_free
-from .state import P_CPU, P_WMARK_HIGH
+from .state import P_COMPACTION, P_CPU, P_WMARK_HIGH
 from .workload import AF_ACTION, AF_NO_PACK, AF_RECLAIMABLE, AF_UNMAPPED, alloc_chunks
 
 # a_pfn states besides a pfn
@@ -106,12 +109,19 @@ def kswapd_reclaim(s, a_pfn, a_info, c_on_free, rc):
 @njit
 def __alloc_pages_reclaim(s, order, mt, a_pfn, a_info, c_on_free, rc):
     """__alloc_pages after its fast path failed at the low watermark: the min watermark
-    and a per-CPU drain; then wake kswapd (reclaim to high) and retry at min; else count
-    a failure for this order."""
+    and a per-CPU drain; direct compaction for costly orders (compaction on); then wake
+    kswapd (reclaim to high; it wakes kcompactd for an order > 0) and retry at min; else
+    count a failure for this order."""
     pfn = __alloc_pages_slowpath(s, order, mt, s.par[P_CPU], ALLOC_WMARK_LOW)
     if pfn >= 0:
         return pfn
+    if s.par[P_COMPACTION] != 0 and order > PAGE_ALLOC_COSTLY_ORDER:
+        pfn = __alloc_pages_direct_compact(s, order, mt, s.par[P_CPU], MODE_ASYNC)
+        if pfn >= 0:
+            return pfn
     kswapd_reclaim(s, a_pfn, a_info, c_on_free, rc)
+    if s.par[P_COMPACTION] != 0 and order > 0:
+        wakeup_kcompactd(s, order)
     pfn = __alloc_pages_noreclaim(s, order, mt, s.par[P_CPU], ALLOC_WMARK_MIN)
     if pfn < 0:
         alloc_failed(s, order)
@@ -123,6 +133,7 @@ def free_block(s, pfn, order, free_act):
     """A caller frees a block: back into the policy's cache if it came from there (no
     direct-map change), else the caller's direct-map action, then the policy's free path
     (capture) or the page allocator."""
+    s.pg_owner[pfn] = -1  # the reverse map for migration (compaction.py)
     if s.pg_flags[pfn] & PG_CACHE:
         policy_free(s, pfn, order)
         return
@@ -158,6 +169,7 @@ def alloc_unmapped(s, order, served, info, a_pfn, a_info, c_on_free, rc):
 @njit
 def record_sample(s, samples, k, t):
     sync_policy_counters(s)
+    s.ctr[C_FRAG_SCORE] = fragmentation_score_zone(s)
     for j in range(N_COUNTERS):
         samples[k, j] = s.ctr[j]
     samples[k, N_COUNTERS] = free_2m_blocks(s)
@@ -200,7 +212,9 @@ def run_events(s, ev_time, ev_code, ev_info, a_info, a_pfn, c_mt, c_on_alloc, c_
         caller = (info >> 4) & 255
         s.par[P_CPU] = (info >> 12) & 4095
         s.ctr[C_EVENTS] += 1
-        policy_tick(s, np.int64(t * 1e6))
+        t_us = np.int64(t * 1e6)
+        policy_tick(s, t_us)
+        compaction_tick(s, t_us)
         if (code & 1) == 0:
             flags = (info >> 24) & 255
             pfn = NOT_SERVED
@@ -214,12 +228,15 @@ def run_events(s, ev_time, ev_code, ev_info, a_info, a_pfn, c_mt, c_on_alloc, c_
                 pfn = get_page_from_freelist(s, order, c_mt[caller], s.par[P_CPU], ALLOC_WMARK_LOW)
                 if pfn < 0:
                     pfn = __alloc_pages_reclaim(s, order, c_mt[caller], a_pfn, a_info, c_on_free, rc)
+                if order == PAGEBLOCK_ORDER and c_mt[caller] == MIGRATE_MOVABLE:  # a THP fault
+                    s.ctr[C_THP_FAULT_ALLOC if pfn >= 0 else C_THP_FAULT_FALLBACK] += 1
             if PACK_HANDLE_BASE < pfn < 0:
                 a_pfn[aid] = FAILED
                 continue
             a_pfn[aid] = pfn
             if pfn < 0:
                 continue  # a handle for chunks of a bpf_prog_pack
+            s.pg_owner[pfn] = aid  # the reverse map: migration moves a_pfn[aid] with the block
             if (flags & AF_ACTION) and not by_policy:  # (only callers with an on_alloc action)
                 apply_alloc_action(s, pfn, 1 << order, c_on_alloc[caller])
         else:

@@ -14,6 +14,9 @@ from .constants import (
     C_L3_COLLAPSES, C_L3_SPLITS, C_NP_PAGES, C_NR_FREE, C_NR_PCP, C_PCP_DRAIN,
     C_PCP_REFILL, C_PT_PAGES, C_RECLAIM, C_RO_PAGES, C_SHRINK_RUNS, C_STEAL, C_TLB_FLUSH,
     C_UNMAPPED_ALLOCS, MIGRATETYPE_NAMES, NR_PAGE_ORDERS, PG_BUDDY,
+    C_COMPACT_DAEMON_WAKE, C_COMPACT_FAIL, C_COMPACT_FREE_SCANNED, C_COMPACT_ISOLATED,
+    C_COMPACT_MIGRATE_SCANNED, C_COMPACT_STALL, C_COMPACT_SUCCESS, C_FRAG_SCORE, C_PGMIGRATE_FAIL,
+    C_PGMIGRATE_SUCCESS, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK,
 )
 from .state import (
     P_MANAGED, P_MIN_FREE_KB, P_RAM_PAGES, P_WMARK_HIGH, P_WMARK_LOW, P_WMARK_MIN,
@@ -68,7 +71,20 @@ COUNTER_NAMES = [
     ("pageblocks_polluted", C_PB_POLLUTED, 1),
     ("pageblocks_mixed", C_PB_MIXED, 1),
     ("events", C_EVENTS, 1),
-] + [(f"alloc_fail_order_{k}", C_ALLOC_FAIL_ORDER + k, 1) for k in range(NR_PAGE_ORDERS)]
+] + [(f"alloc_fail_order_{k}", C_ALLOC_FAIL_ORDER + k, 1) for k in range(NR_PAGE_ORDERS)] + [
+    ("compact_stall", C_COMPACT_STALL, 1),
+    ("compact_success", C_COMPACT_SUCCESS, 1),
+    ("compact_fail", C_COMPACT_FAIL, 1),
+    ("compact_migrate_scanned", C_COMPACT_MIGRATE_SCANNED, 1),
+    ("compact_free_scanned", C_COMPACT_FREE_SCANNED, 1),
+    ("compact_isolated", C_COMPACT_ISOLATED, 1),
+    ("compact_daemon_wake", C_COMPACT_DAEMON_WAKE, 1),
+    ("pgmigrate_success", C_PGMIGRATE_SUCCESS, 1),
+    ("pgmigrate_fail", C_PGMIGRATE_FAIL, 1),
+    ("thp_fault_alloc", C_THP_FAULT_ALLOC, 1),
+    ("thp_fault_fallback", C_THP_FAULT_FALLBACK, 1),
+    ("fragmentation_score", C_FRAG_SCORE, 1),
+]
 
 
 def counters_from_array(ctr: np.ndarray) -> dict[str, int]:
@@ -77,9 +93,11 @@ def counters_from_array(ctr: np.ndarray) -> dict[str, int]:
 
 def counters(s) -> dict[str, int]:
     """All counters of a state, kernel names first (/proc/vmstat, /proc/meminfo)."""
+    from .compaction import fragmentation_score_zone
     from .policy import sync_policy_counters
 
     sync_policy_counters(s)
+    s.ctr[C_FRAG_SCORE] = fragmentation_score_zone(s)
     out = counters_from_array(s.ctr)
     nr_blocks = s.nr_free.sum(axis=1)
     for k in range(NR_PAGE_ORDERS):

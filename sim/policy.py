@@ -22,6 +22,7 @@ from .constants import (
     PG_CACHE, PMD_PAGES, POL_EXECMEM, POL_GROUPED, POL_MIGRATETYPE, POL_NONE, POL_PROG_PACK,
     POL_UNMAPPED_CACHE, POLICY_CODES, PROT_PKEY, PROT_PRESENT, PROT_RW, PUD_PAGES,
 )
+from .compaction import MODE_SYNC, direct_compact_for_block
 from .directmap import change_page_attr, split_large_page_1g, split_large_page_2m
 from .jit import njit, njit_inline
 from .pollution import set_pageblock_mt
@@ -32,7 +33,7 @@ from .page_alloc import (
 from .state import (
     P_CACHE_BUDDY, P_CACHE_CAPTURE, P_CACHE_COLLAPSE, P_CACHE_FALLBACK_ORDERS, P_CACHE_MASK_CLR,
     P_CACHE_MASK_SET, P_CACHE_MAX_PAGES, P_CACHE_RELEASE_2M, P_CACHE_RELEASE_EMPTY,
-    P_CACHE_RESET_RELEASE, P_POLICY, P_SHRINK_BATCH, P_SHRINK_HIGH, P_SHRINK_INTERVAL_US,
+    P_CACHE_RESET_RELEASE, P_COMPACTION, P_POLICY, P_SHRINK_BATCH, P_SHRINK_HIGH, P_SHRINK_INTERVAL_US,
     P_SHRINK_KEEP, P_SHRINK_NEXT_US, P_SHRINK_ON_RECLAIM, P_SHRINK_WMARK_PCT, P_WMARK_HIGH, P_WMARK_MIN,
 )
 
@@ -122,10 +123,22 @@ def split_to_4k(s, pfn):
 
 
 @njit
+def has_free_pageblock(s):
+    for order in range(PAGEBLOCK_ORDER, MAX_PAGE_ORDER + 1):
+        for fmt in (MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE):
+            if s.nr_free[order, fmt] > 0:
+                return True
+    return False
+
+
+@njit
 def claim_unmapped_pageblock(s):
     """No free MIGRATE_UNMAPPED page: convert the pageblock of the largest free block of
     another type (its free pages move to the UNMAPPED lists) and split its PMD once, so
-    the pageblock becomes a cache of PTE-mapped pages."""
+    the pageblock becomes a cache of PTE-mapped pages. With compaction on and no free
+    pageblock, direct compaction (sync) for one first, before taking a partly used pageblock."""
+    if s.par[P_COMPACTION] != 0 and not has_free_pageblock(s):
+        direct_compact_for_block(s, PAGEBLOCK_ORDER, MIGRATE_MOVABLE, MODE_SYNC)
     for order in range(MAX_PAGE_ORDER, -1, -1):
         for fmt in (MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE):
             pfn = s.free_head[order, fmt]

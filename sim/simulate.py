@@ -52,6 +52,7 @@ def simulate(cfg, progress: Optional[Callable[[int, int], None]] = None) -> SimR
     es = generate(sc.workload, int(s.par[P_MANAGED]), sc.machine.cpus, sc.seed)
     c_served = served_callers(sc)
     a_pfn = new_alloc_state(es.n_allocs)
+    s = s._replace(alloc_pfn=a_pfn)  # migration updates an allocation's pfn (compaction.py)
     duration = float(sc.workload.duration_s)
     dt = max(sc.sample_interval_s, duration / max(sc.max_samples - 1, 1))
     samples = np.zeros((int(duration / dt) + 2, N_SAMPLE_COLS), np.int64)

@@ -2,8 +2,8 @@
 pageblock / 2M region, per 1G region), bundled in a namedtuple that the compiled
 (numba) functions take as their first argument.
 
-Bytes per simulated 4K page: pg_next/pg_prev (int32 x 2) + pg_order + pg_flags + pg_mt
-+ prot (1 byte each) = 12 bytes.  Per-2M and per-1G arrays add < 0.01 byte per page.
+Bytes per simulated 4K page: pg_next/pg_prev/pg_owner (int32 x 3) + pg_order + pg_flags +
+pg_mt + prot (1 byte each) = 16 bytes.  Per-2M and per-1G arrays add < 0.01 byte per page.
 """
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ P_NCPUS = 10
 P_CPU = 11  # the CPU the current event runs on
 P_RAM_PAGES = 12
 P_MIN_FREE_KB = 13
+P_COMPACTION = 14  # machine.compaction (compaction.py)
+P_COMPACT_PROACTIVENESS = 15  # vm.compaction_proactiveness
 # policy (sim/policy.py)
 P_POLICY = 16  # constants.POL_*
 P_CACHE_MAX_PAGES = 17  # 0: no limit
@@ -53,12 +55,15 @@ P_SHRINK_BATCH = 31  # pages released per run at most (0: no limit)
 P_SHRINK_NEXT_US = 32  # next periodic run (state)
 P_SHRINK_ON_RECLAIM = 33  # reclaim runs the shrinker
 P_PACK_COUNT = 34  # live packs on pack_list (prog_pack.py)
+P_EXTFRAG_THRESHOLD = 35  # vm.extfrag_threshold (compaction.py)
 N_PAR = 40
 
-# One 12-byte record per 4K page (struct page's fields the model needs).  The State holds
+# One 16-byte record per 4K page (struct page's fields the model needs).  The State holds
 # one strided view per field, so the code reads s.pg_flags[pfn] as before, but all of a
-# page's fields share a cache line: a random page costs one cache miss, not six.
-PAGE_RECORD = np.dtype([("next", np.int32), ("prev", np.int32), ("order", np.int8),
+# page's fields share a cache line: a random page costs one cache miss, not seven.  16 bytes
+# (4 records per 64-byte line, none straddling two lines) since the owner field (reverse map
+# for migration, compaction.py) was added to the 12 bytes before.
+PAGE_RECORD = np.dtype([("next", np.int32), ("prev", np.int32), ("owner", np.int32), ("order", np.int8),
                         ("flags", np.uint8), ("mt", np.uint8), ("prot", np.uint8)])
 
 MAP_TABLE_BOOT = 3  # a 2M region mapped with 4K PTEs at boot on purpose (_PAGE_KERNEL_4K): never collapsed
@@ -69,6 +74,7 @@ State = namedtuple(
         "pg_next", "pg_prev",  # int32 per page: free-list / per-CPU-list links
         "pg_order", "pg_flags", "pg_mt",  # int8/uint8 per page
         "prot",  # uint8 per page: effective direct-map protection
+        "pg_owner",  # int32 per page: at an allocated block head, the event loop's allocation id (-1: none)
         "pb_mt",  # uint8 per pageblock (order 9): migratetype
         "pb_pin",  # int32 per pageblock: its pages pinned by unmovable/reclaimable/unmapped blocks (pollution.py)
         "pmd_map",  # uint8 per 2M region: MAP_NONE / MAP_LEAF / MAP_TABLE / MAP_TABLE_BOOT
@@ -82,6 +88,9 @@ State = namedtuple(
         "cache_nr",  # int64 [order]: blocks on each cache free list
         "pack_pfn", "pack_list", "pack_used",  # int32 [pack slot]: bpf_prog_pack (prog_pack.py)
         "pack_bits",  # uint64 [pack slot, 512]: each pack's chunk bitmap
+        "alloc_pfn",  # int32 [allocation id]: the event loop's a_pfn (migration updates it; size 1 otherwise)
+        "cpt",  # int64 [CPT_*]: compaction's scalar state (compaction.py)
+        "mig_log",  # int64 [n, 2]: (old pfn, new pfn) of migrations, when the step API asks for them
         "ctr",  # int64 counters (constants.C_*)
         "par",  # int64 parameters (P_*)
     ],
@@ -121,6 +130,7 @@ def new_state(nr_pages_span: int, ncpus: int) -> State:
     pages = hugemem.zeros(n, PAGE_RECORD)
     pages["next"] = -1
     pages["prev"] = -1
+    pages["owner"] = -1
     return State(
         pg_next=pages["next"],
         pg_prev=pages["prev"],
@@ -128,6 +138,7 @@ def new_state(nr_pages_span: int, ncpus: int) -> State:
         pg_flags=pages["flags"],
         pg_mt=pages["mt"],
         prot=pages["prot"],
+        pg_owner=pages["owner"],
         pb_mt=np.full(n // PAGEBLOCK_NR_PAGES, MIGRATE_MOVABLE, np.uint8),
         pb_pin=np.zeros(n // PAGEBLOCK_NR_PAGES, np.int32),
         pmd_map=np.zeros(n // PMD_PAGES, np.uint8),
@@ -147,6 +158,9 @@ def new_state(nr_pages_span: int, ncpus: int) -> State:
         pack_list=np.zeros(1, np.int32),
         pack_used=np.zeros(1, np.int32),
         pack_bits=np.zeros((1, 512), np.uint64),
+        alloc_pfn=np.full(1, -1, np.int32),
+        cpt=np.zeros(16, np.int64),
+        mig_log=np.zeros((1, 2), np.int64),
         ctr=np.zeros(N_COUNTERS, np.int64),
         par=np.zeros(N_PAR, np.int64),
     )
