@@ -41,6 +41,8 @@ def run(label: str, overrides: list[str], repeat: int) -> dict:
         "events/s incl. boot+workload": r.n_events / wall,
         "state bytes/page": state_nbytes(s) / pages,
         "l2 splits": r.counters["direct_map_level2_splits"],
+        "compact_stall": r.counters.get("compact_stall", 0),
+        "pgmigrate_success": r.counters.get("pgmigrate_success", 0),
     }
 
 
@@ -50,22 +52,35 @@ def main() -> None:
     ap.add_argument("--policies", default="none,unmapped_cache,migratetype,grouped_pages,prog_pack,execmem_rox",
                     help="comma-separated policy names, one row each")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each row (median loop rate)")
+    ap.add_argument("--compaction", choices=("on", "both"), default="on",
+                    help="both: each policy row also with machine.compaction=false (same process)")
+    ap.add_argument("--no-extra", action="store_true", help="only the policy rows (no 2x duration / 1 TiB rows)")
     args = ap.parse_args()
     sim.simulate(sim.load_config(["machine=small", "workload.duration_s=1"]))  # compile / load cache
     rows = []
     big = "machine.mem_mib=16384" if args.quick else "machine.mem_mib=65536"
     for pol in args.policies.split(","):
-        rows.append(run(f"64 GiB mixed 600 s, policy={pol}" if not args.quick else f"16 GiB mixed, policy={pol}",
-                        [big, "machine.cpus=16", "workload=mixed", f"policy={pol}"], args.repeat))
+        label = f"64 GiB mixed 600 s, policy={pol}" if not args.quick else f"16 GiB mixed, policy={pol}"
+        over = [big, "machine.cpus=16", "workload=mixed", f"policy={pol}"]
+        rows.append(run(label, over, args.repeat))
+        if args.compaction == "both":
+            rows.append(run(label + ", compaction off", over + ["machine.compaction=false"], args.repeat))
+    if not args.no_extra:
+        rows += extra_rows(big, args)
+    keys = list(rows[0])
+    print(" | ".join(keys))
+    for r in rows:
+        print(" | ".join(f"{r[k]:,.2f}" if isinstance(r[k], float) else str(r[k]) for k in keys))
+
+
+def extra_rows(big: str, args) -> list[dict]:
+    rows = []
     # cost linear in events: the same machine, twice the simulated time
     rows.append(run("same, 2x duration", [big, "machine.cpus=16", "workload=mixed", "workload.duration_s=1200"], args.repeat))
     if not args.quick:
         rows.append(run("1 TiB idle 60 s", ["machine=server1t", "workload=idle", "workload.duration_s=60",
                                             "workload.target_utilisation=0.5"], args.repeat))
-    keys = list(rows[0])
-    print(" | ".join(keys))
-    for r in rows:
-        print(" | ".join(f"{r[k]:,.2f}" if isinstance(r[k], float) else str(r[k]) for k in keys))
+    return rows
 
 
 if __name__ == "__main__":

@@ -85,7 +85,8 @@ CPT_FREE_PB_FROM_END = 4  # zone->compact_cached_free_pfn, as pageblocks below t
 CPT_LOG_ON = 5  # record migrations in mig_log (step API)
 CPT_LOG_N = 6  # migrations recorded
 CPT_NEXT_PROACTIVE_US = 7  # next proactive check (simulated us)
-CPT_FREE_CURSOR = 8  # the free scanner's position inside its pageblock (scratch)
+CPT_FREE_CURSOR = 8  # scratch of a run: the free scanner's position inside its pageblock (-1: not entered)
+CPT_FREE_PB = 9  # scratch of a run: the free scanner's pageblock
 
 
 # --- fragmentation metrics (mm/vmstat.c, mm/compaction.c) ------------------------------
@@ -267,22 +268,22 @@ def migrate_block(s, src, dst, order):
 
 
 @njit
-def compaction_alloc(s, order, cc_order, mblock, fpos):
+def compaction_alloc(s, order, cc_order, mblock):
     """compaction_alloc / isolate_freepages: a free block of `order` for a migration target,
-    from the free scanner's pageblock (fpos[0]) at its cursor (fpos[1]; -1: not entered),
+    from the free scanner's pageblock (cpt[CPT_FREE_PB]) at its cursor (cpt[CPT_FREE_CURSOR]),
     moving down while the pageblock is above the migrate scanner's. A larger free block is
     split (its upper parts back to the free lists, where the scanner finds them next).
     Returns the pfn, or -1 when the scanners meet."""
-    while fpos[0] > mblock:
-        fb = fpos[0]
+    while s.cpt[CPT_FREE_PB] > mblock:
+        fb = s.cpt[CPT_FREE_PB]
         start = fb << PAGEBLOCK_ORDER
-        if fpos[1] < 0:
+        if s.cpt[CPT_FREE_CURSOR] < 0:
             if pageblock_is_hole(s, fb) or not suitable_migration_target(s, fb, cc_order):
-                fpos[0] = fb - 1
+                s.cpt[CPT_FREE_PB] = fb - 1
                 continue
-            fpos[1] = start
+            s.cpt[CPT_FREE_CURSOR] = start
         end = start + PAGEBLOCK_NR_PAGES
-        pfn = fpos[1]
+        pfn = s.cpt[CPT_FREE_CURSOR]
         scanned = 0
         found = -1
         while pfn < end:
@@ -304,15 +305,15 @@ def compaction_alloc(s, order, cc_order, mblock, fpos):
                 pfn += 1
         s.ctr[C_COMPACT_FREE_SCANNED] += scanned
         if found >= 0:
-            fpos[1] = pfn
+            s.cpt[CPT_FREE_CURSOR] = pfn
             return found
-        fpos[0] = fb - 1
-        fpos[1] = -1
+        s.cpt[CPT_FREE_PB] = fb - 1
+        s.cpt[CPT_FREE_CURSOR] = -1
     return -1
 
 
 @njit
-def isolate_migratepages_block(s, mblock, cc_order, fpos):
+def isolate_migratepages_block(s, mblock, cc_order):
     """isolate_migratepages_block + migrate_pages over one pageblock: every allocated,
     movable, uncached block below pageblock_order whose pages are PAGE_KERNEL moves to a
     target from the free scanner. Returns False when the free scanner met this pageblock."""
@@ -330,7 +331,7 @@ def isolate_migratepages_block(s, mblock, cc_order, fpos):
                 if not pages_have_prot(s, pfn, 1 << o, PAGE_KERNEL):
                     s.ctr[C_PGMIGRATE_FAIL] += 1 << o  # a set_memory_* target: not migratable
                 else:
-                    dst = compaction_alloc(s, o, cc_order, mblock, fpos)
+                    dst = compaction_alloc(s, o, cc_order, mblock)
                     if dst < 0:
                         ok = False
                         break
@@ -352,14 +353,13 @@ def compact_zone(s, order, mt, mode):
             return ret
     nr_pb = s.par[P_NR_PAGES] >> PAGEBLOCK_ORDER
     mblock = s.cpt[CPT_MIGRATE_PFN] >> PAGEBLOCK_ORDER
-    fpos = np.empty(2, np.int64)
-    fpos[0] = nr_pb - 1 - s.cpt[CPT_FREE_PB_FROM_END]
-    fpos[1] = -1
+    s.cpt[CPT_FREE_PB] = nr_pb - 1 - s.cpt[CPT_FREE_PB_FROM_END]
+    s.cpt[CPT_FREE_CURSOR] = -1
     cc_order = order if order > 0 else PAGEBLOCK_ORDER
     wmark_low = fragmentation_score_wmark(s, True)
     ret = COMPACT_CONTINUE
     while True:
-        if mblock >= fpos[0]:
+        if mblock >= s.cpt[CPT_FREE_PB]:
             ret = COMPACT_COMPLETE
             break
         if mode == MODE_PROACTIVE:
@@ -370,7 +370,7 @@ def compact_zone(s, order, mt, mode):
             ret = COMPACT_SUCCESS
             break
         if not pageblock_is_hole(s, mblock) and suitable_migration_source(s, mblock, mt, mode):
-            if not isolate_migratepages_block(s, mblock, cc_order, fpos):
+            if not isolate_migratepages_block(s, mblock, cc_order):
                 ret = COMPACT_COMPLETE
                 break
         mblock += 1
@@ -379,7 +379,7 @@ def compact_zone(s, order, mt, mode):
         s.cpt[CPT_FREE_PB_FROM_END] = 0
     else:
         s.cpt[CPT_MIGRATE_PFN] = mblock << PAGEBLOCK_ORDER
-        s.cpt[CPT_FREE_PB_FROM_END] = nr_pb - 1 - fpos[0]
+        s.cpt[CPT_FREE_PB_FROM_END] = nr_pb - 1 - s.cpt[CPT_FREE_PB]
     return ret
 
 
