@@ -169,8 +169,9 @@ def test_random_compaction_keeps_invariants_and_the_direct_map(ops, fill, policy
 
 
 def test_owners_follow_migration_in_the_event_loop():
-    """A run with proactive compaction at its most eager: a_pfn of every live allocation
-    points at its block after migrations (invariants.check_owners), and migrations happened."""
+    """A run that fragments free memory (thp_churn), with proactive compaction at its most
+    eager: a_pfn of every live allocation points at its block after migrations
+    (invariants.check_owners), and migrations happened."""
     from sim.boot import boot
     from sim.engine import N_SAMPLE_COLS, new_alloc_state, run_events
     from sim.hydra_conf import to_sim_config
@@ -180,7 +181,8 @@ def test_owners_follow_migration_in_the_event_loop():
     from sim.state import P_MANAGED
     from sim.workload import generate
 
-    sc = to_sim_config(sim.load_config(["machine=small", "workload.duration_s=20", "machine.compaction_proactiveness=100"]))
+    sc = to_sim_config(sim.load_config(["machine=small", "workload=thp_churn", "workload.duration_s=600",
+                                        "machine.compaction_proactiveness=100"]))
     s = boot(sc.machine)
     policy_params(s.par, sc.policy)
     s = pack_state(s, sc.policy.name)
