@@ -29,6 +29,8 @@ Triggers (engine.py, cache.py, policy.py):
   (sources restricted by migratetype), and deferral applies to it (the kernel defers only
   after sync priorities; one async pass per failing allocation without deferral would scan
   the zone again and again, where the kernel's pageblock skip hints, not modelled, prevent that).
+  A deferred attempt counts compact_stall and compact_fail, as in the kernel
+  (try_to_compact_pages returns COMPACT_DEFERRED, not COMPACT_SKIPPED).
 * kcompactd (kcompactd_do_work), woken by kswapd after reclaim for an order > 0:
   MIGRATE_SYNC_LIGHT (every pageblock is a source), the kernel's GFP_KERNEL migratetype.
 * proactive compaction: every 500 ms of simulated time (HPAGE_FRAG_CHECK_INTERVAL_MSEC),
