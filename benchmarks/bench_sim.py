@@ -50,6 +50,8 @@ def run(label: str, overrides: list[str], repeat: int) -> dict:
         "e2e / buddy ref": r.n_events / wall / REF["eps"],
         "state bytes/page": state_nbytes(s) / pages,
         "l2 splits": r.counters["direct_map_level2_splits"],
+        "compact_stall": r.counters.get("compact_stall", 0),
+        "pgmigrate_success": r.counters.get("pgmigrate_success", 0),
     }
 
 
@@ -60,6 +62,9 @@ def main() -> None:
                     help="comma-separated policy names, one row each")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each row (median loop rate)")
     ap.add_argument("--long", action="store_true", help="add a 1 TiB, 1-day row (about 15 minutes)")
+    ap.add_argument("--compaction", choices=("on", "both"), default="on",
+                    help="both: each policy row also with machine.compaction=false (same process)")
+    ap.add_argument("--no-extra", action="store_true", help="only the policy rows (no 2x duration / 1 TiB rows)")
     args = ap.parse_args()
     REF["eps"] = buddy_ref.events_per_second()
     print(f"buddy allocator reference (benchmarks/buddy_ref.py): {REF['eps'] / 1e6:.1f} M events/s")
@@ -67,8 +72,21 @@ def main() -> None:
     rows = []
     big = "machine.mem_mib=16384" if args.quick else "machine.mem_mib=65536"
     for pol in args.policies.split(","):
-        rows.append(run(f"64 GiB mixed 600 s, policy={pol}" if not args.quick else f"16 GiB mixed, policy={pol}",
-                        [big, "machine.cpus=16", "workload=mixed", f"policy={pol}"], args.repeat))
+        label = f"64 GiB mixed 600 s, policy={pol}" if not args.quick else f"16 GiB mixed, policy={pol}"
+        over = [big, "machine.cpus=16", "workload=mixed", f"policy={pol}"]
+        rows.append(run(label, over, args.repeat))
+        if args.compaction == "both":
+            rows.append(run(label + ", compaction off", over + ["machine.compaction=false"], args.repeat))
+    if not args.no_extra:
+        rows += extra_rows(big, args)
+    keys = list(rows[0])
+    print(" | ".join(keys))
+    for r in rows:
+        print(" | ".join(f"{r[k]:,.2f}" if isinstance(r[k], float) else str(r[k]) for k in keys))
+
+
+def extra_rows(big: str, args) -> list[dict]:
+    rows = []
     # cost linear in events: the same machine, twice the simulated time
     rows.append(run("same, 2x duration", [big, "machine.cpus=16", "workload=mixed", "workload.duration_s=1200"], args.repeat))
     if not args.quick:
@@ -77,10 +95,7 @@ def main() -> None:
     if args.long:
         rows.append(run("1 TiB idle 1 day", ["machine=server1t", "workload=idle", "workload.duration_s=86400",
                                              "workload.target_utilisation=0.5"], 1))
-    keys = list(rows[0])
-    print(" | ".join(keys))
-    for r in rows:
-        print(" | ".join(f"{r[k]:,.2f}" if isinstance(r[k], float) else str(r[k]) for k in keys))
+    return rows
 
 
 if __name__ == "__main__":

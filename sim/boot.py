@@ -17,7 +17,8 @@ from .state import (
     watermarks,
 )
 from .layout import (
-    P_COLLAPSE, P_MANAGED, P_MIN_FREE_KB, P_NCPUS, P_NOFRAGMENT, P_NR_PAGES, P_PCP_BATCH, P_PCP_HIGH,
+    P_COLLAPSE, P_COMPACT_PROACTIVENESS, P_COMPACTION, P_EXTFRAG_THRESHOLD, P_MANAGED, P_MIN_FREE_KB, P_NCPUS,
+    P_NOFRAGMENT, P_NR_PAGES, P_PCP_BATCH, P_PCP_HIGH,
     P_PCP_ON, P_RAM_PAGES, P_WMARK_HIGH, P_WMARK_LOW, P_WMARK_MIN,
 )
 
@@ -68,5 +69,8 @@ def boot(mc: MachineConfig) -> State:
     par[P_NOFRAGMENT] = int(mc.alloc_nofragment)
     par[P_COLLAPSE] = int(mc.cpa_collapse)
     par[P_NCPUS] = mc.cpus
+    par[P_COMPACTION] = int(mc.compaction)
+    par[P_COMPACT_PROACTIVENESS] = mc.compaction_proactiveness
+    par[P_EXTFRAG_THRESHOLD] = mc.extfrag_threshold
     __free_pages_memory(s, starts, ends)
     return s

@@ -14,6 +14,7 @@ from .constants import (
     PROT_PRESENT, PROT_RW,
 )
 from .buddy import CACHE_MAX_ORDER, buddy_merge, cache_add, cache_del, expand
+from .compaction import MODE_SYNC, __alloc_pages_direct_compact
 from .directmap import change_page_attr, collapse_large_pages
 from .jit import njit
 from .page_alloc import ALLOC_WMARK_MIN, __alloc_pages_noreclaim, __free_pages
@@ -67,10 +68,14 @@ def cache_rmqueue(s, order):
 @njit
 def cache_refill(s, order):
     """unmapped_alloc refill: a 2M block from the page allocator (or, when allowed, the
-    largest lower order down to the request), its direct map changed as one range."""
+    largest lower order down to the request), its direct map changed as one range.
+    With compaction on, a failed 2M attempt direct-compacts (sync, as alloc_pages' slow path
+    for a costly order does on retry) and tries once more before taking lower orders."""
     lowest = order if s.par[P_CACHE_FALLBACK_ORDERS] != 0 else CACHE_MAX_ORDER
     for o in range(CACHE_MAX_ORDER, lowest - 1, -1):
         pfn = __alloc_pages_noreclaim(s, o, MIGRATE_UNMOVABLE, s.var[V_CPU], ALLOC_WMARK_MIN)
+        if pfn == NO_PAGE and o == CACHE_MAX_ORDER:
+            pfn = __alloc_pages_direct_compact(s, o, MIGRATE_UNMOVABLE, s.var[V_CPU], MODE_SYNC)
         if pfn == NO_PAGE:
             continue
         set_head_flags(s, pfn, s.pg_flags[pfn] & (0xFF ^ PG_ALLOC))

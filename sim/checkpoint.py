@@ -18,10 +18,13 @@ import numpy as np
 
 from .config import ConfigError
 
-VERSION = 1
+VERSION = 2  # 2: 16-byte page records (pg_owner, compaction)
 # keys that may differ between a saved machine and the run continuing it
 CONTINUE_FREE = {"policy", "workload.duration_s", "machine.snapshot"}
 POLICY_STATE = ("pack_pfn", "pack_list", "pack_used", "pack_bits", "var")  # kept from the new policy's set-up
+PAGE_FIELDS = ("pg_next", "pg_prev", "pg_owner", "pg_order", "pg_flags", "pg_mt", "prot")  # saved as `s.pages`
+# not saved: alloc_pfn is the stream's lv.a_pfn (re-pointed by Run.step), mig_log the step API's scratch
+NOT_SAVED = PAGE_FIELDS + ("alloc_pfn", "mig_log")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -46,8 +49,7 @@ def save(path, run, snapshot: bool = False) -> None:
     """Write the run's state to path atomically (a temporary file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {f"s.{k}": v for k, v in run.s._asdict().items() if k not in ("pg_next", "pg_prev", "pg_order",
-                                                                           "pg_flags", "pg_mt", "prot")}
+    arrays = {f"s.{k}": v for k, v in run.s._asdict().items() if k not in NOT_SAVED}
     arrays["s.pages"] = run.s.pg_next.base if run.s.pg_next.base is not None else run.s.pg_next
     arrays.update({f"lv.{k}": v for k, v in run.stream.lv._asdict().items()})
     arrays["samples"] = run.samples[:run.k]
@@ -79,12 +81,13 @@ def _restore(run, z, meta) -> None:
     keep = ("par",) + (POLICY_STATE if meta["policy"] != run.sc.policy.name else ())
     for k, v in s._asdict().items():
         key = f"s.{k}"
-        if key in z.files and k not in keep:
+        if key in z.files and k not in keep and k not in NOT_SAVED:
             if v.shape != z[key].shape:
                 raise ValueError(f"saved state {k} has shape {z[key].shape}, this machine {v.shape}")
             np.copyto(v, z[key])
     lv = run.stream.lv._replace(**{k: np.array(z[f"lv.{k}"]) for k in run.stream.lv._fields})
     run.stream.lv = lv
+    run.s = run.s._replace(alloc_pfn=lv.a_pfn)  # the owners' slots (pg_owner) index the restored a_pfn
     k = z["samples"].shape[0]
     run.samples[:k] = z["samples"]
     run.k = k

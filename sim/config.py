@@ -68,6 +68,11 @@ class MachineConfig:
     # workload and seed; the policy acts from the snapshot on) up to workload.duration_s
     snapshot: Optional[str] = None
     cpa_collapse: bool = False  # CPA_COLLAPSE for set_memory_rox (collapse_large_pages)
+    # compaction and page migration (sim/compaction.py): direct compaction, kcompactd, proactive
+    # compaction; off: free memory is only defragmented by frees (the model before compaction)
+    compaction: bool = True
+    compaction_proactiveness: int = field(default=20, metadata=rng(0, 100))  # vm.compaction_proactiveness
+    extfrag_threshold: int = field(default=500, metadata=rng(0, 1000))  # vm.extfrag_threshold
 
 
 # ---------------------------------------------------------------------------

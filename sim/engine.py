@@ -2,9 +2,10 @@
 direct-map actions, kswapd-like reclaim, and time-series sampling of the counters."""
 import numpy as np
 
-
+from .compaction import MODE_ASYNC, __alloc_pages_direct_compact, compaction_tick, wakeup_kcompactd
 from .constants import (
-    PAGE_KERNEL, PG_CACHE, PROT_PKEY, PROT_PRESENT, PROT_RW,
+    MIGRATE_MOVABLE, PAGE_ALLOC_COSTLY_ORDER, PAGE_KERNEL, PAGEBLOCK_ORDER, PG_CACHE, PROT_PKEY, PROT_PRESENT,
+    PROT_RW,
 )
 from .directmap import change_page_attr
 from .jit import njit, njit_inline, prefetch
@@ -22,8 +23,8 @@ from .workload import alloc_chunks
 from .layout import (
     A_FAILED, A_GONE, A_NOT_YET, ACT_NP, ACT_PKS, ACT_RO, FREE_DEFAULT, FREE_RESET, NO_PAGE, ev_alloc_id,
     ev_caller, ev_cpu, ev_flags, ev_is_free, ev_order,
-    AF_ACTION, AF_NO_PACK, AF_UNMAPPED, C_EVENTS, C_KSWAPD, C_NR_FREE, C_RECLAIM,
-    C_UNMAPPED_ALLOCS, NOT_SERVED, N_COUNTERS, P_WMARK_HIGH, V_CPU,
+    AF_ACTION, AF_NO_PACK, AF_UNMAPPED, C_EVENTS, C_KSWAPD, C_NR_FREE, C_RECLAIM, C_THP_FAULT_ALLOC,
+    C_THP_FAULT_FALLBACK, C_UNMAPPED_ALLOCS, NIL, NOT_SERVED, N_COUNTERS, P_COMPACTION, P_WMARK_HIGH, V_CPU,
 )
 
 N_SAMPLE_COLS = N_COUNTERS + 2  # counters, free 2M blocks, time (us)
@@ -92,12 +93,19 @@ def kswapd_reclaim(s, lv, c_on_free):
 @njit
 def __alloc_pages_reclaim(s, order, mt, lv, c_on_free):
     """__alloc_pages after its fast path failed at the low watermark: the min watermark
-    and a per-CPU drain; then wake kswapd (reclaim to high) and retry at min; else count
-    a failure for this order."""
+    and a per-CPU drain; direct compaction for costly orders (compaction on); then wake
+    kswapd (reclaim to high; it wakes kcompactd for an order > 0) and retry at min; else
+    count a failure for this order."""
     pfn = __alloc_pages_slowpath(s, order, mt, s.var[V_CPU], ALLOC_WMARK_LOW)
     if pfn != NO_PAGE:
         return pfn
+    if s.par[P_COMPACTION] != 0 and order > PAGE_ALLOC_COSTLY_ORDER:
+        pfn = __alloc_pages_direct_compact(s, order, mt, s.var[V_CPU], MODE_ASYNC)
+        if pfn != NO_PAGE:
+            return pfn
     kswapd_reclaim(s, lv, c_on_free)
+    if s.par[P_COMPACTION] != 0 and order > 0:
+        wakeup_kcompactd(s, order)
     pfn = __alloc_pages_noreclaim(s, order, mt, s.var[V_CPU], ALLOC_WMARK_MIN)
     if pfn == NO_PAGE:
         alloc_failed(s, order)
@@ -109,6 +117,7 @@ def free_block(s, pfn, order, free_act):
     """A caller frees a block: back into the policy's cache if it came from there (no
     direct-map change), else the caller's direct-map action, then the policy's free path
     (capture) or the page allocator."""
+    s.pg_owner[pfn] = NIL  # the reverse map for migration (compaction.py)
     if s.pg_flags[pfn] & PG_CACHE:
         policy_free(s, pfn, order)
         return
@@ -200,7 +209,9 @@ def run_events(s, ev_time, ev_code, ev_info, lv, c_mt, c_on_alloc, c_on_free, c_
         caller = ev_caller(info)
         s.var[V_CPU] = ev_cpu(info)
         s.ctr[C_EVENTS] += 1
-        policy_tick(s, np.int64(t * 1e6))
+        t_us = np.int64(t * 1e6)
+        policy_tick(s, t_us)
+        compaction_tick(s, t_us)
         if not ev_is_free(code):
             flags = ev_flags(info)
             pfn = NOT_SERVED
@@ -214,12 +225,15 @@ def run_events(s, ev_time, ev_code, ev_info, lv, c_mt, c_on_alloc, c_on_free, c_
                 pfn = get_page_from_freelist(s, order, c_mt[caller], s.var[V_CPU], ALLOC_WMARK_LOW)
                 if pfn == NO_PAGE:
                     pfn = __alloc_pages_reclaim(s, order, c_mt[caller], lv, c_on_free)
+                if order == PAGEBLOCK_ORDER and c_mt[caller] == MIGRATE_MOVABLE:  # a THP fault
+                    s.ctr[C_THP_FAULT_ALLOC if pfn != NO_PAGE else C_THP_FAULT_FALLBACK] += 1
             if PACK_HANDLE_BASE < pfn < 0:  # NO_PAGE
                 a_pfn[aid] = A_FAILED
                 continue
             a_pfn[aid] = pfn
             if pfn < 0:
                 continue  # a handle for chunks of a bpf_prog_pack
+            s.pg_owner[pfn] = aid  # the reverse map: migration moves a_pfn[aid] with the block
             if (flags & AF_ACTION) and not by_policy:  # (only callers with an on_alloc action)
                 apply_alloc_action(s, pfn, 1 << order, c_on_alloc[caller])
         else:

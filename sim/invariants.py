@@ -78,6 +78,7 @@ def check_state(s) -> list[str]:
     if pcp != int(s.ctr[C_NR_PCP]) or pcp != int(s.pcp_count.sum()):
         bad.append(f"per-CPU pages {pcp} != counter {int(s.ctr[C_NR_PCP])} / {int(s.pcp_count.sum())}")
     bad += check_packs(s)
+    bad += check_owners(s)
     polluted, mixed, pins = pollution_recount(s)
     kept = (int(s.ctr[C_PB_POLLUTED]), int(s.ctr[C_PB_MIXED]))
     if kept != (polluted, mixed):
@@ -111,6 +112,23 @@ def check_state(s) -> list[str]:
         p = s.prot.reshape(-1, PUD_PAGES)[leaf1g]
         if (p != p[:, :1]).any():
             bad.append("a 1G leaf has pages with different protections")
+    return bad
+
+
+def check_owners(s) -> list[str]:
+    """The reverse map for migration: an owner only at an allocated block head, and the
+    owner's pfn (the event loop's a_pfn, State.alloc_pfn) is that head."""
+    bad = []
+    owned = np.flatnonzero(s.pg_owner >= 0)
+    if owned.size == 0:
+        return bad
+    if ((s.pg_flags[owned] & PG_ALLOC) == 0).any():
+        bad.append(f"{int(((s.pg_flags[owned] & PG_ALLOC) == 0).sum())} pages have an owner but are no allocated block head")
+    ids = s.pg_owner[owned].astype(np.int64)
+    if (ids >= s.alloc_pfn.size).any():
+        bad.append("an owner id is beyond the allocation table")
+    elif (s.alloc_pfn[ids] != owned).any():
+        bad.append(f"{int((s.alloc_pfn[ids] != owned).sum())} owners' a_pfn do not point at their block")
     return bad
 
 

@@ -21,7 +21,7 @@ class Counter(NamedTuple):
     name: str  # reported name: the kernel's (/proc/vmstat, /proc/meminfo) where one exists
     unit: str  # unit of the reported value
     scale: int  # reported value = stored value * scale
-    group: str  # headline | direct_map | allocator | cache | pack | per_order | loop
+    group: str  # headline | direct_map | allocator | cache | pack | compaction | per_order | loop
     doc: str
     count: int = 1  # > 1: an array of counters (name formatted with the index)
 
@@ -82,6 +82,20 @@ COUNTERS = (
     Counter("PB_MIXED", "pageblocks_mixed", "pageblocks", 1, "allocator", "of which MIGRATE_MOVABLE pageblocks"),
     Counter("ALLOC_FAIL_ORDER", "alloc_fail_order_{}", "calls", 1, "per_order", "failed allocations per order",
             NR_PAGE_ORDERS),
+    # compaction and migration (compaction.py), /proc/vmstat names
+    Counter("COMPACT_STALL", "compact_stall", "calls", 1, "headline", "direct compactions"),
+    Counter("COMPACT_SUCCESS", "compact_success", "calls", 1, "compaction", "the allocation succeeded after it"),
+    Counter("COMPACT_FAIL", "compact_fail", "calls", 1, "compaction", "the allocation failed after it"),
+    Counter("COMPACT_MIGRATE_SCANNED", "compact_migrate_scanned", "pfns", 1, "compaction", "migrate scanner pfns"),
+    Counter("COMPACT_FREE_SCANNED", "compact_free_scanned", "pfns", 1, "compaction", "free scanner pfns"),
+    Counter("COMPACT_ISOLATED", "compact_isolated", "pages", 1, "compaction", "isolated pages: sources + targets"),
+    Counter("COMPACT_DAEMON_WAKE", "compact_daemon_wake", "runs", 1, "compaction", "kcompactd runs (woken or proactive)"),
+    Counter("PGMIGRATE_SUCCESS", "pgmigrate_success", "pages", 1, "compaction", "pages migrated"),
+    Counter("PGMIGRATE_FAIL", "pgmigrate_fail", "pages", 1, "compaction", "pages not migratable (set_memory_* targets)"),
+    Counter("THP_FAULT_ALLOC", "thp_fault_alloc", "calls", 1, "compaction", "movable order-9 allocations that succeeded"),
+    Counter("THP_FAULT_FALLBACK", "thp_fault_fallback", "calls", 1, "headline", "movable order-9 allocations that failed"),
+    Counter("FRAG_SCORE", "fragmentation_score", "%", 1, "compaction",
+            "fragmentation_score_zone: free memory not in free 2M blocks (computed when read)"),
 )
 
 
@@ -105,6 +119,9 @@ SETTINGS = (
     Slot("NCPUS", "CPUs"),
     Slot("RAM_PAGES", "RAM pages (span minus holes)"),
     Slot("MIN_FREE_KB", "min_free_kbytes"),
+    Slot("COMPACTION", "machine.compaction: direct compaction, kcompactd, proactive compaction (compaction.py)"),
+    Slot("COMPACT_PROACTIVENESS", "vm.compaction_proactiveness"),
+    Slot("EXTFRAG_THRESHOLD", "vm.extfrag_threshold"),
     # policy (sim/policy.py)
     Slot("POLICY", "layout.POL_* code"),
     Slot("CACHE_MAX_PAGES", "cache size limit, pages (0: none)"),
@@ -130,6 +147,17 @@ SCALARS = (
     Slot("CPU", "the CPU the current event runs on"),
     Slot("SHRINK_NEXT_US", "next periodic shrinker run, simulated microseconds"),
     Slot("PACK_COUNT", "live packs on pack_list (prog_pack.py)"),
+    # compaction (compaction.py)
+    Slot("COMPACT_DEFER_SHIFT", "zone->compact_defer_shift"),
+    Slot("COMPACT_CONSIDERED", "zone->compact_considered"),
+    Slot("COMPACT_ORDER_FAILED", "zone->compact_order_failed"),
+    Slot("COMPACT_MIGRATE_PFN", "zone->compact_cached_migrate_pfn"),
+    Slot("COMPACT_FREE_PB_FROM_END", "zone->compact_cached_free_pfn, as pageblocks below the last one (0: zone end)"),
+    Slot("COMPACT_FREE_CURSOR", "a run's free scanner position inside its pageblock (-1: not entered)"),
+    Slot("COMPACT_FREE_PB", "a run's free scanner pageblock"),
+    Slot("PROACTIVE_NEXT_US", "next proactive compaction check, simulated microseconds"),
+    Slot("MIG_LOG_ON", "record migrations in State.mig_log (step API)"),
+    Slot("MIG_LOG_N", "migrations recorded"),
 )
 
 

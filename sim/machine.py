@@ -11,6 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from .boot import boot
+from .compaction import (
+    COMPACT_COMPLETE, COMPACT_RESULT_NAMES, COMPACT_SUCCESS, MODE_SYNC, compact_zone, compaction_deferred,
+    compaction_defer_reset, defer_compaction, fragmentation_score_zone,
+)
 from .config import MachineConfig, PolicyConfig, validate_policy
 from .constants import (
     MAP_LEAF, MAP_TABLE, PTRS_PER_PMD,
@@ -24,7 +28,7 @@ from .policy import policy_alloc, policy_free, policy_params, policy_shrink
 from .prog_pack import PACK_HANDLE_BASE, bytes_to_chunks, bpf_prog_pack_alloc, bpf_prog_pack_free, pack_state
 from .layout import (
     CODE_PACKS, NO_PAGE, is_code_pack,
-    NOT_SERVED, V_CPU, V_PACK_COUNT,
+    NOT_SERVED, P_MANAGED, V_COMPACT_DEFER_SHIFT, V_CPU, V_MIG_LOG_N, V_MIG_LOG_ON, V_PACK_COUNT,
 )
 
 
@@ -43,6 +47,8 @@ class Machine:
         self.state = pack_state(boot(self.config), self.policy.name)
         policy_params(self.state, self.policy)
         self.cpu = 0
+        self._moved: dict[int, int] = {}  # first pfn of a block -> where migration put it
+        self.compact_result: str | None = None
 
     # --- page allocator ----------------------------------------------------------
     def alloc_pages(self, order: int, migratetype: str = "unmovable", unmapped: bool = False):
@@ -82,6 +88,53 @@ class Machine:
         """Run the policy's shrinker; returns the pages released to the page allocator."""
         self.state.var[V_CPU] = self.cpu
         return int(policy_shrink(self.state, int(nr_to_scan or 0)))
+
+    # --- compaction (mm/compaction.c) ------------------------------------------------
+    def compact(self, order: int = 9, migratetype: str = "movable") -> dict[int, int]:
+        """One compact_zone for this order (MIGRATE_SYNC_LIGHT, as kcompactd), with its
+        suitability checks and deferral update (a run that ends with the scanners meeting
+        defers the order). Returns the moves {old pfn: new pfn}; `compact_result` names the
+        result (success, complete, skipped, not_suitable_zone)."""
+        if not 0 <= int(order) <= MAX_PAGE_ORDER:
+            raise ValueError(f"order {order}: allowed 0..{MAX_PAGE_ORDER} (MAX_PAGE_ORDER)")
+        mt = _migratetype(migratetype)
+        s = self.state
+        s.var[V_CPU] = self.cpu
+        log = s._replace(mig_log=np.zeros((int(s.par[P_MANAGED]) + 1, 2), np.int64))
+        s.var[V_MIG_LOG_ON], s.var[V_MIG_LOG_N] = 1, 0
+        try:
+            ret = int(compact_zone(log, int(order), mt, MODE_SYNC))
+        finally:
+            s.var[V_MIG_LOG_ON] = 0
+        if ret == COMPACT_SUCCESS:
+            compaction_defer_reset(s, int(order), False)
+        elif ret == COMPACT_COMPLETE:
+            defer_compaction(s, int(order))
+        self.compact_result = COMPACT_RESULT_NAMES[ret]
+        n = int(s.var[V_MIG_LOG_N])
+        moves = {int(a): int(b) for a, b in log.mig_log[:min(n, log.mig_log.shape[0])]}
+        back = {new: old for old, new in self._moved.items()}
+        for old, new in moves.items():
+            first = back.pop(old, old)
+            self._moved[first] = new
+            back[new] = first
+        return moves
+
+    def owner_pfn(self, pfn: int) -> int:
+        """Where the block that was allocated at pfn is now (pfn itself if it never moved)."""
+        return self._moved.get(int(pfn), int(pfn))
+
+    def fragmentation_score(self) -> int:
+        """fragmentation_score_zone: % of free memory not in free blocks of 2M or more."""
+        return int(fragmentation_score_zone(self.state))
+
+    def compaction_deferred(self, order: int) -> bool:
+        """compaction_deferred(zone, order) (it counts the attempt, as the kernel's does)."""
+        return bool(compaction_deferred(self.state, int(order)))
+
+    @property
+    def compact_defer_shift(self) -> int:
+        return int(self.state.var[V_COMPACT_DEFER_SHIFT])
 
     # --- bpf_prog_pack (code-pack policies) -----------------------------------------
     def _pack_chunks(self, size: int) -> int:

@@ -18,6 +18,7 @@ from .constants import (
     MIGRATE_UNMOVABLE, PAGE_KERNEL, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_CACHE, PMD_PAGES,
     PROT_PKEY, PROT_PRESENT, PROT_RW, PTRS_PER_PMD, PUD_PAGES,
 )
+from .compaction import MODE_SYNC, direct_compact_for_block, fragmentation_score_zone
 from .directmap import change_page_attr, split_large_page_1g, split_large_page_2m
 from .jit import njit, njit_inline
 from .pollution import set_pageblock_mt
@@ -26,10 +27,10 @@ from .page_alloc import __move_freepages_block, __rmqueue_smallest, prep_new_pag
 from .layout import (
     C_CACHE_BYPASS, C_CACHE_CAPTURED, C_CACHE_FREE, C_CACHE_HELD, C_CACHE_HITS,
     C_CACHE_LIMIT_FALLBACKS, C_CACHE_MISSES, C_CACHE_REFILL_2M, C_CACHE_RELEASED, C_CACHE_STRANDED,
-    C_CACHE_USED, C_NR_FREE, C_SHRINK_RUNS, CODE_PACKS, NIL, NO_PAGE, NOT_SERVED, AT_LIMIT, POLICY_CODES, POL_EXECMEM, POL_GROUPED, POL_MIGRATETYPE,
+    C_CACHE_USED, C_FRAG_SCORE, C_NR_FREE, C_SHRINK_RUNS, CODE_PACKS, NIL, NO_PAGE, NOT_SERVED, AT_LIMIT, POLICY_CODES, POL_EXECMEM, POL_GROUPED, POL_MIGRATETYPE,
     POL_NONE, POL_PROG_PACK, POL_UNMAPPED_CACHE, P_CACHE_BUDDY, P_CACHE_CAPTURE, P_CACHE_COLLAPSE,
     P_CACHE_FALLBACK_ORDERS, P_CACHE_MASK_CLR, P_CACHE_MASK_SET, P_CACHE_MAX_PAGES, P_CACHE_RELEASE_2M,
-    P_CACHE_RELEASE_EMPTY, P_CACHE_RESET_RELEASE, P_POLICY, P_SHRINK_BATCH, P_SHRINK_HIGH,
+    P_CACHE_RELEASE_EMPTY, P_CACHE_RESET_RELEASE, P_COMPACTION, P_POLICY, P_SHRINK_BATCH, P_SHRINK_HIGH,
     P_SHRINK_INTERVAL_US, P_SHRINK_KEEP, P_SHRINK_ON_RECLAIM, P_SHRINK_WMARK_PCT, P_WMARK_HIGH,
     P_WMARK_MIN, V_SHRINK_NEXT_US,
 )
@@ -116,10 +117,22 @@ def split_to_4k(s, pfn):
 
 
 @njit
+def has_free_pageblock(s):
+    for order in range(PAGEBLOCK_ORDER, MAX_PAGE_ORDER + 1):
+        for fmt in (MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE):
+            if s.nr_free[order, fmt] > 0:
+                return True
+    return False
+
+
+@njit
 def claim_unmapped_pageblock(s):
     """No free MIGRATE_UNMAPPED page: convert the pageblock of the largest free block of
     another type (its free pages move to the UNMAPPED lists) and split its PMD once, so
-    the pageblock becomes a cache of PTE-mapped pages."""
+    the pageblock becomes a cache of PTE-mapped pages. With compaction on and no free
+    pageblock, direct compaction (sync) for one first, before taking a partly used pageblock."""
+    if s.par[P_COMPACTION] != 0 and not has_free_pageblock(s):
+        direct_compact_for_block(s, PAGEBLOCK_ORDER, MIGRATE_MOVABLE, MODE_SYNC)
     for order in range(MAX_PAGE_ORDER, -1, -1):
         for fmt in (MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE):
             pfn = s.free_head[order, fmt]
@@ -205,6 +218,8 @@ def reported_counter(s, j):
     if s.par[P_POLICY] == POL_MIGRATETYPE and (j == C_CACHE_FREE or j == C_CACHE_USED):
         free = cache_free_pages(s)
         return free if j == C_CACHE_FREE else s.ctr[C_CACHE_HELD] - free
+    if j == C_FRAG_SCORE:
+        return fragmentation_score_zone(s)
     return s.ctr[j]
 
 

@@ -77,6 +77,9 @@ class Run:
         win = self.stream.next_window()
         if win is None:
             return False
+        # migration (compaction.py) updates an allocation's pfn through State.alloc_pfn: the
+        # very array the loop indexes (the stream replaces lv.a_pfn when it grows the slots)
+        self.s = self.s._replace(alloc_pfn=self.stream.lv.a_pfn)
         st, es = self.s, self.stream
         t0 = time.perf_counter()
         n = win.n_events

@@ -2,8 +2,8 @@
 pageblock / 2M region, per 1G region), bundled in a namedtuple that the compiled
 (numba) functions take as their first argument.
 
-Bytes per simulated 4K page: pg_next/pg_prev (int32 x 2) + pg_order + pg_flags + pg_mt
-+ prot (1 byte each) = 12 bytes.  Per-2M and per-1G arrays add < 0.01 byte per page.
+Bytes per simulated 4K page: pg_next/pg_prev/pg_owner (int32 x 3) + pg_order + pg_flags +
+pg_mt + prot (1 byte each) = 16 bytes.  Per-2M and per-1G arrays add < 0.01 byte per page.
 """
 from __future__ import annotations
 
@@ -20,10 +20,12 @@ from .constants import (
 from .layout import C_DM_1G, C_DM_2M, C_DM_4K, N_COUNTERS, N_SCALARS, N_SETTINGS, NIL
 
 
-# One 12-byte record per 4K page (struct page's fields the model needs).  The State holds
+# One 16-byte record per 4K page (struct page's fields the model needs).  The State holds
 # one strided view per field, so the code reads s.pg_flags[pfn] as before, but all of a
-# page's fields share a cache line: a random page costs one cache miss, not six.
-PAGE_RECORD = np.dtype([("next", np.int32), ("prev", np.int32), ("order", np.int8),
+# page's fields share a cache line: a random page costs one cache miss, not seven.  16 bytes
+# (4 records per 64-byte line, none straddling two lines) since the owner field (reverse map
+# for migration, compaction.py) was added to the 12 bytes before.
+PAGE_RECORD = np.dtype([("next", np.int32), ("prev", np.int32), ("owner", np.int32), ("order", np.int8),
                         ("flags", np.uint8), ("mt", np.uint8), ("prot", np.uint8)])
 
 
@@ -33,6 +35,7 @@ State = namedtuple(
         "pg_next", "pg_prev",  # int32 per page: free-list / per-CPU-list links
         "pg_order", "pg_flags", "pg_mt",  # int8/uint8 per page
         "prot",  # uint8 per page: effective direct-map protection
+        "pg_owner",  # int32 per page: at an allocated block head, the event loop's allocation slot (-1: none)
         "pb_mt",  # uint8 per pageblock (order 9): migratetype
         "pb_pin",  # int32 per pageblock: its pages pinned by unmovable/reclaimable/unmapped blocks (pollution.py)
         "pmd_map",  # uint8 per 2M region: MAP_NONE / MAP_LEAF / MAP_TABLE / MAP_TABLE_BOOT
@@ -46,6 +49,8 @@ State = namedtuple(
         "cache_nr",  # int64 [order, 1]: blocks on each cache free list
         "pack_pfn", "pack_list", "pack_used",  # int32 [pack slot]: bpf_prog_pack (prog_pack.py)
         "pack_bits",  # uint64 [pack slot, 512]: each pack's chunk bitmap
+        "alloc_pfn",  # int32 [slot]: the stream's lv.a_pfn (migration updates it; size 1 otherwise)
+        "mig_log",  # int64 [n, 2]: (old pfn, new pfn) of migrations, when the step API asks for them
         "ctr",  # int64 counters (layout.COUNTERS, C_*)
         "par",  # int64 settings (layout.SETTINGS, P_*): read-only once booted
         "var",  # int64 mutable scalars (layout.SCALARS, V_*)
@@ -86,6 +91,7 @@ def new_state(nr_pages_span: int, ncpus: int) -> State:
     pages = hugemem.zeros(n, PAGE_RECORD)
     pages["next"] = -1
     pages["prev"] = -1
+    pages["owner"] = -1
     return State(
         pg_next=pages["next"],
         pg_prev=pages["prev"],
@@ -93,6 +99,7 @@ def new_state(nr_pages_span: int, ncpus: int) -> State:
         pg_flags=pages["flags"],
         pg_mt=pages["mt"],
         prot=pages["prot"],
+        pg_owner=pages["owner"],
         pb_mt=np.full(n // PAGEBLOCK_NR_PAGES, MIGRATE_MOVABLE, np.uint8),
         pb_pin=np.zeros(n // PAGEBLOCK_NR_PAGES, np.int32),
         pmd_map=np.zeros(n // PMD_PAGES, np.uint8),
@@ -112,6 +119,8 @@ def new_state(nr_pages_span: int, ncpus: int) -> State:
         pack_list=np.zeros(1, np.int32),
         pack_used=np.zeros(1, np.int32),
         pack_bits=np.zeros((1, 512), np.uint64),
+        alloc_pfn=np.full(1, -1, np.int32),
+        mig_log=np.zeros((1, 2), np.int64),
         ctr=np.zeros(N_COUNTERS, np.int64),
         par=np.zeros(N_SETTINGS, np.int64),
         var=np.zeros(N_SCALARS, np.int64),
