@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 
 from .boot import boot
+from .freetype import freetype_state
 from .engine import N_SAMPLE_COLS, new_alloc_state, run_events, sample_until
 from .hydra_conf import to_sim_config
 from .metrics import counters
@@ -50,7 +51,7 @@ def simulate(cfg, progress: Optional[Callable[[int, int], None]] = None) -> SimR
     t0 = time.perf_counter()
     s = boot(sc.machine)
     policy_params(s, sc.policy)
-    s = pack_state(s, sc.policy.name)
+    s = freetype_state(pack_state(s, sc.policy.name), sc.policy.name)
     es = generate(sc.workload, int(s.par[P_MANAGED]), sc.machine.cpus, sc.seed)
     c_served = served_callers(sc)
     a_pfn = new_alloc_state(es.n_allocs)
