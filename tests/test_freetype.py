@@ -140,7 +140,8 @@ def test_guest_memfd_one_flush_per_folio_under_none_none_under_freetype():
     assert c["tlb_flush_kernel_range"] == folios and c["tlb_flush_kernel_pages"] == folios
     assert c["direct_map_np_pages"] == folios
     f = _guest_memfd_run("freetype")
-    assert f["freetype_unmap_conversions"] == folios // PB
-    assert f["tlb_flush_kernel_range"] == f["freetype_unmap_conversions"]  # per conversion, not per fault
-    assert f["tlb_flush_kernel_pages"] == folios and f["direct_map_level2_splits"] == 0
+    conv = f["freetype_unmap_conversions"]
+    assert folios // PB <= conv <= folios // PB + 2  # (+1 per other CPU whose per-CPU list held some)
+    assert f["tlb_flush_kernel_range"] == conv  # one per conversion, none per fault
+    assert f["tlb_flush_kernel_pages"] == conv * PB and f["direct_map_level2_splits"] == 0
     assert f["direct_map_np_pages"] >= folios
