@@ -145,3 +145,40 @@ def test_guest_memfd_one_flush_per_folio_under_none_none_under_freetype():
     assert f["tlb_flush_kernel_range"] == conv  # one per conversion, none per fault
     assert f["tlb_flush_kernel_pages"] == conv * PB and f["direct_map_level2_splits"] == 0
     assert f["direct_map_np_pages"] >= folios
+
+
+@pytest.mark.parametrize("seed", [1, 6, 7])
+def test_freetype_invariants_under_pressure(seed):
+    """Random mapped / unmapped allocations and frees until memory runs out (remaps happen):
+    every invariant holds, including the flag / free-list / direct-map agreement."""
+    import random
+
+    r = random.Random(seed)
+    m = Machine(MachineConfig(mem_mib=1024, cpus=2, pcp=bool(seed % 2), direct_gbpages=bool(seed % 3)),
+                sim.policy_config("freetype"))
+    live = []
+    for step in range(1500):
+        k = r.random()
+        if k < 0.35:
+            o = r.choice([0, 0, 0, 1, 3, 9, 10])
+            p = m.alloc_pages(o, "unmovable", unmapped=True)
+        elif k < 0.6:
+            o = r.choice([9, 10, 10, 0])
+            p = m.alloc_pages(o, r.choice(["unmovable", "movable", "reclaimable"]))
+        else:
+            p = None
+            if k < 0.65 and live:
+                m.free_pages(*live.pop(r.randrange(len(live))))
+            elif k > 0.97:
+                m.drain_all_pages()
+            elif k > 0.94:
+                m.cpu = r.randrange(2)
+        if p is not None:
+            live.append((p, o))
+        if step % 100 == 0:
+            assert m.check() == [], step
+    assert m.counters()["freetype_remap_conversions"] + m.counters()["alloc_fail"] > 0  # memory ran out
+    for p, o in live:
+        m.free_pages(p, o)
+    m.drain_all_pages()
+    assert m.check() == []
