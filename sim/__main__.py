@@ -22,6 +22,9 @@ SUMMARY_KEYS = [
     "DirectMap4k", "DirectMap2M", "DirectMap1G", "direct_map_pt_pages", "direct_map_np_pages",
     "nr_free_pages", "free_2m_blocks", "alloc_fail", "pgsteal", "fallback_claim", "fallback_steal",
     "pageblocks_polluted", "unmapped_cache_blocks", "unmapped_cache_hits", "unmapped_cache_misses",
+    "tlb_flush_kernel_range", "tlb_flush_kernel_pages", "tlb_flush_all",
+    "unmapped_cache_held_pages", "unmapped_cache_stranded_pages", "freetype_unmap_conversions",
+    "freetype_remap_conversions",
     "events", "events_per_second",
 ]
 

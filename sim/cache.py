@@ -15,7 +15,7 @@ from .constants import (
 )
 from .buddy import CACHE_MAX_ORDER, buddy_merge, cache_add, cache_del, expand
 from .compaction import MODE_SYNC, __alloc_pages_direct_compact
-from .directmap import change_page_attr, collapse_large_pages
+from .directmap import change_page_attr, collapse_large_pages, flush_tlb_all, flush_tlb_kernel_range
 from .jit import njit
 from .page_alloc import ALLOC_WMARK_MIN, __alloc_pages_noreclaim, __free_pages
 from .pollution import set_block_head, set_head_flags
@@ -34,6 +34,17 @@ def cache_held_add(s, delta):
     s.ctr[C_CACHE_BLOCKS] = (s.ctr[C_CACHE_HELD] + 511) >> 9
     if s.ctr[C_CACHE_HELD] > s.ctr[C_CACHE_PEAK]:
         s.ctr[C_CACHE_PEAK] = s.ctr[C_CACHE_HELD]
+
+
+@njit
+def cache_flush_change(s, n):
+    """The flush after the cache changed a block's direct map: an unmapped cache unmaps with
+    set_direct_map_invalid_noflush and flushes the block once (flush_tlb_kernel_range); a
+    code pack is set_memory_rox on a vmalloc address, whose alias forces flush_tlb_all."""
+    if s.par[P_CACHE_MASK_CLR] & PROT_PRESENT:
+        flush_tlb_kernel_range(s, n)
+    else:
+        flush_tlb_all(s)
 
 
 @njit
@@ -83,6 +94,7 @@ def cache_refill(s, order):
             set_head_flags(s, pfn, s.pg_flags[pfn] | PG_ALLOC)
             __free_pages(s, pfn, o, s.var[V_CPU])
             return False
+        cache_flush_change(s, 1 << o)
         if o == CACHE_MAX_ORDER:
             s.ctr[C_CACHE_REFILL_2M] += 1
         else:
@@ -131,6 +143,7 @@ def cache_free(s, pfn, order):
 def cache_capture(s, pfn, order):
     """Take a freed block whose direct map is already at PTE level into the cache."""
     change_page_attr(s, pfn, 1 << order, s.par[P_CACHE_MASK_SET], s.par[P_CACHE_MASK_CLR], False)
+    cache_flush_change(s, 1 << order)
     cache_held_add(s, 1 << order)
     set_head_flags(s, pfn, s.pg_flags[pfn] & (0xFF ^ PG_ALLOC))
     cache_free_one(s, pfn, order)
@@ -148,11 +161,21 @@ def restore_and_free_4k(s, pfn):
 
 
 @njit
+def release_flush(s, n):
+    """A release's flush: a code pack is freed through vm_reset_perms (module_memfree /
+    execmem's vfree of a VM_FLUSH_RESET_PERMS area): one flush over the area; an unmapped
+    cache restores with set_direct_map_default_noflush, which needs no flush."""
+    if s.par[P_CACHE_RESET_RELEASE] != 0 or (s.par[P_CACHE_MASK_CLR] & PROT_PRESENT) == 0:
+        flush_tlb_kernel_range(s, n)
+
+
+@njit
 def release_block(s, pfn, order):
     """Give a free block (already off the cache lists) back to the page allocator."""
     n = 1 << order
     cache_held_add(s, -n)
     s.ctr[C_CACHE_RELEASED] += n
+    release_flush(s, n)
     if s.par[P_CACHE_RELEASE_2M] != 0 and s.par[P_CACHE_RESET_RELEASE] == 0:
         change_page_attr(s, pfn, n, PAGE_KERNEL, PROT_PKEY, False)  # one range: in place
         if s.par[P_CACHE_COLLAPSE] != 0:
@@ -203,6 +226,8 @@ def cache_shrink(s, nr_to_scan):
             take = budget - released
         cache_held_add(s, -take)
         s.ctr[C_CACHE_RELEASED] += take
+        if take > 0:
+            release_flush(s, take)
         for i in range(take):
             restore_and_free_4k(s, pfn + i)
         for i in range(take, n):  # the rest goes back, merging again

@@ -13,8 +13,38 @@ from .page_alloc import ALLOC_NO_WATERMARKS, ALLOC_WMARK_MIN, __alloc_pages_nore
 from .layout import (
     CPA_EFAULT, CPA_ENOMEM, CPA_OK, NO_PAGE,
     C_CPA, C_DM_1G, C_DM_2M, C_DM_4K, C_L2_COLLAPSES, C_L2_SPLITS, C_L3_COLLAPSES, C_L3_SPLITS,
-    C_NP_PAGES, C_PT_PAGES, C_RO_PAGES, C_TLB_FLUSH, P_COLLAPSE, V_CPU,
+    C_NP_PAGES, C_PT_PAGES, C_RO_PAGES, C_TLB_FLUSH_ALL, C_TLB_FLUSH_PAGES, C_TLB_FLUSH_RANGE, P_COLLAPSE, V_CPU,
 )
+
+# --- TLB flushes (counted where the modelled kernel path issues one) -------------------------
+# arch/x86/mm/pat/set_memory.c: __split_large_page and collapse_large_pages call flush_tlb_all();
+# the set_direct_map_*_noflush calls flush nothing (their callers do: secretmem_fault,
+# vm_reset_perms via _vm_unmap_aliases, guest_memfd); set_memory_* end in cpa_flush(), which
+# calls flush_tlb_all() when cpa->force_flush_all (an alias was changed: a vmalloc address's
+# direct-map alias) or numpages > tlb_single_page_flush_ceiling (33), else flushes each page.
+TLB_SINGLE_PAGE_FLUSH_CEILING = 33
+
+
+@njit
+def flush_tlb_all(s):
+    s.ctr[C_TLB_FLUSH_ALL] += 1
+
+
+@njit
+def flush_tlb_kernel_range(s, npages):
+    """flush_tlb_kernel_range over npages 4K pages (one call)."""
+    s.ctr[C_TLB_FLUSH_RANGE] += 1
+    s.ctr[C_TLB_FLUSH_PAGES] += npages
+
+
+@njit
+def cpa_flush(s, numpages, force_flush_all):
+    """cpa_flush after a set_memory_* call that changed something."""
+    if force_flush_all or numpages > TLB_SINGLE_PAGE_FLUSH_CEILING:
+        flush_tlb_all(s)
+    else:
+        flush_tlb_kernel_range(s, numpages)
+
 
 @njit
 def alloc_pgtable_page(s):
@@ -38,7 +68,7 @@ def split_large_page_1g(s, g):
     s.ctr[C_L3_SPLITS] += 1
     s.ctr[C_DM_1G] -= 1
     s.ctr[C_DM_2M] += PTRS_PER_PMD
-    s.ctr[C_TLB_FLUSH] += 1
+    flush_tlb_all(s)  # __split_large_page: "a global flush tlb after splitting the large page"
     return CPA_OK
 
 
@@ -53,7 +83,7 @@ def split_large_page_2m(s, m):
     s.ctr[C_L2_SPLITS] += 1
     s.ctr[C_DM_2M] -= 1
     s.ctr[C_DM_4K] += PMD_PAGES
-    s.ctr[C_TLB_FLUSH] += 1
+    flush_tlb_all(s)  # __split_large_page
     return CPA_OK
 
 
@@ -73,7 +103,6 @@ def set_leaf_prot(s, start, n, new):
     old = s.prot[start]
     account_prot(s, old, new, n)
     s.prot[start:start + n] = new
-    s.ctr[C_TLB_FLUSH] += 1
 
 
 @njit
@@ -142,7 +171,6 @@ def __change_page_attr_set_clr(s, pfn, numpages, mask_set, mask_clr):
             addr += 1
         if any_change:
             changed = True
-            s.ctr[C_TLB_FLUSH] += 1
     if changed:
         s.ctr[C_CPA] += 1
     return CPA_OK
@@ -216,7 +244,7 @@ def collapse_large_pages(s, pfn, numpages):
         if collapse_pud_page(s, g):
             released += 1
     if released:
-        s.ctr[C_TLB_FLUSH] += 1
+        flush_tlb_all(s)  # collapse_large_pages flushes everything before freeing the tables
     return released
 
 
@@ -227,6 +255,18 @@ def change_page_attr(s, pfn, numpages, mask_set, mask_clr, collapse):
     err = __change_page_attr_set_clr(s, pfn, numpages, mask_set, mask_clr)
     if err == CPA_OK and collapse and s.par[P_COLLAPSE] != 0:
         collapse_large_pages(s, pfn, numpages)
+    return err
+
+
+@njit
+def set_memory(s, pfn, numpages, mask_set, mask_clr, collapse, alias):
+    """A set_memory_* call (change_page_attr_set_clr): the change, then cpa_flush when it
+    changed something. `alias`: the call was on a vmalloc address, whose direct-map alias
+    cpa_process_alias changed (force_flush_all)."""
+    before = s.ctr[C_CPA]
+    err = change_page_attr(s, pfn, numpages, mask_set, mask_clr, collapse)
+    if s.ctr[C_CPA] != before:
+        cpa_flush(s, numpages, alias)
     return err
 
 

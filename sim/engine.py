@@ -7,8 +7,9 @@ from .constants import (
     MIGRATE_MOVABLE, PAGE_ALLOC_COSTLY_ORDER, PAGE_KERNEL, PAGEBLOCK_ORDER, PG_CACHE, PROT_PKEY, PROT_PRESENT,
     PROT_RW,
 )
-from .directmap import change_page_attr
+from .directmap import change_page_attr, flush_tlb_all, flush_tlb_kernel_range, set_memory
 from .jit import njit, njit_inline, prefetch
+from .freetype import FREETYPE_UNMAPPED, freetype_remap_alloc
 from .metrics import free_2m_blocks
 from .page_alloc import (
     ALLOC_WMARK_LOW, ALLOC_WMARK_MIN, __alloc_pages_noreclaim, __alloc_pages_slowpath, __free_pages, alloc_failed,
@@ -21,10 +22,11 @@ from .prog_pack import PACK_HANDLE_BASE, bpf_prog_pack_alloc, bpf_prog_pack_free
 from .workload import G_RQ_HEAD, G_RQ_TAIL
 from .workload import alloc_chunks
 from .layout import (
-    A_FAILED, A_GONE, A_NOT_YET, ACT_NP, ACT_PKS, ACT_RO, FREE_DEFAULT, FREE_RESET, NO_PAGE, ev_alloc_id,
+    A_FAILED, A_GONE, A_NOT_YET, ACT_NP, ACT_PKS, ACT_RO, ACT_ZAP, FREE_DEFAULT, FREE_RESET, FREE_RESTORE, NO_PAGE, ev_alloc_id,
     ev_caller, ev_cpu, ev_flags, ev_is_free, ev_order,
-    AF_ACTION, AF_NO_PACK, AF_UNMAPPED, C_EVENTS, C_KSWAPD, C_NR_FREE, C_RECLAIM, C_THP_FAULT_ALLOC,
-    C_THP_FAULT_FALLBACK, C_UNMAPPED_ALLOCS, NIL, NOT_SERVED, N_COUNTERS, P_COMPACTION, P_WMARK_HIGH, V_CPU,
+    AF_ACTION, AF_NO_PACK, AF_UNMAPPED, C_CPA, C_EVENTS, C_KSWAPD, C_NR_FREE, C_RECLAIM, C_THP_FAULT_ALLOC,
+    C_THP_FAULT_FALLBACK, C_UNMAPPED_ALLOCS, CPA_OK, NIL, NOT_SERVED, N_COUNTERS, P_COMPACTION, P_POLICY,
+    P_WMARK_HIGH, POL_FREETYPE, V_CPU,
 )
 
 N_SAMPLE_COLS = N_COUNTERS + 2  # counters, free 2M blocks, time (us)
@@ -40,28 +42,41 @@ PF_NEAR = 12
 @njit
 def set_pages(s, pfn, n, mask_set, mask_clr):
     """Per-4K-page CPA calls, as the kernel's callers make them (set_area_direct_map,
-    the direct-map alias of set_memory_ro on vmalloc memory, secretmem_fault)."""
+    the direct-map alias of set_memory_ro on vmalloc memory, secretmem_fault). Returns
+    whether any page changed."""
+    before = s.ctr[C_CPA]
     for i in range(n):
         change_page_attr(s, pfn + i, 1, mask_set, mask_clr, False)
+    return s.ctr[C_CPA] != before
 
 
 @njit
 def apply_alloc_action(s, pfn, n, act):
     if act == ACT_RO:  # set_memory_ro/rox on the vmalloc address: the alias goes RO
-        set_pages(s, pfn, n, 0, PROT_RW)
-    elif act == ACT_NP:  # set_direct_map_invalid_noflush
-        set_pages(s, pfn, n, 0, PROT_PRESENT | PROT_RW)
-    elif act == ACT_PKS:  # protected page tables: a PKS key on the direct map
-        set_pages(s, pfn, n, PROT_PKEY, 0)
+        if set_pages(s, pfn, n, 0, PROT_RW):
+            flush_tlb_all(s)  # cpa_flush: cpa_process_alias set force_flush_all
+    elif act == ACT_NP:  # secretmem_fault: set_direct_map_invalid_noflush + a 1-page flush
+        for i in range(n):
+            if change_page_attr(s, pfn + i, 1, 0, PROT_PRESENT | PROT_RW, False) == CPA_OK:
+                flush_tlb_kernel_range(s, 1)
+    elif act == ACT_PKS:  # protected page tables: set_memory_pks on the direct map, per page
+        for i in range(n):
+            set_memory(s, pfn + i, 1, PROT_PKEY, 0, False, False)
+    elif act == ACT_ZAP:  # guest_memfd NO_DIRECT_MAP: the folio leaves the direct map, one flush
+        if change_page_attr(s, pfn, n, 0, PROT_PRESENT, False) == CPA_OK:
+            flush_tlb_kernel_range(s, n)
 
 
 @njit_inline
 def apply_free_action(s, pfn, n, act):
-    if act == FREE_RESET:  # vm_reset_perms: invalid, flush, then default, page by page
+    if act == FREE_RESET:  # vm_reset_perms: invalid, one flush over the area, then default
         set_pages(s, pfn, n, 0, PROT_PRESENT | PROT_RW)
+        flush_tlb_kernel_range(s, n)  # _vm_unmap_aliases(start, end, flush_dmap)
         set_pages(s, pfn, n, PAGE_KERNEL, PROT_PKEY)
     elif act == FREE_DEFAULT:  # set_direct_map_default_noflush: back to PAGE_KERNEL
         set_pages(s, pfn, n, PAGE_KERNEL, PROT_PKEY)
+    elif act == FREE_RESTORE:  # guest_memfd: set_direct_map_valid_noflush(true) on the folio, no flush
+        change_page_attr(s, pfn, n, PROT_PRESENT, 0, False)
 
 
 @njit
@@ -95,7 +110,12 @@ def __alloc_pages_reclaim(s, order, mt, lv, c_on_free):
     """__alloc_pages after its fast path failed at the low watermark: the min watermark
     and a per-CPU drain; direct compaction for costly orders (compaction on); then wake
     kswapd (reclaim to high; it wakes kcompactd for an order > 0) and retry at min; else
-    count a failure for this order."""
+    count a failure for this order. Under freetype an unmovable request first remaps an
+    unmapped block (__rmqueue_direct_map, part of __rmqueue in the kernel)."""
+    if s.par[P_POLICY] == POL_FREETYPE:
+        pfn = freetype_remap_alloc(s, order, mt)
+        if pfn != NO_PAGE:
+            return pfn
     pfn = __alloc_pages_slowpath(s, order, mt, s.var[V_CPU], ALLOC_WMARK_LOW)
     if pfn != NO_PAGE:
         return pfn
@@ -121,7 +141,8 @@ def free_block(s, pfn, order, free_act):
     if s.pg_flags[pfn] & PG_CACHE:
         policy_free(s, pfn, order)
         return
-    apply_free_action(s, pfn, 1 << order, free_act)
+    if s.par[P_POLICY] != POL_FREETYPE or s.pb_mt[pfn >> PAGEBLOCK_ORDER] != FREETYPE_UNMAPPED:
+        apply_free_action(s, pfn, 1 << order, free_act)  # (freetype: unmapped pages stay unmapped)
     if not policy_free(s, pfn, order):
         __free_pages(s, pfn, order, s.var[V_CPU])
 

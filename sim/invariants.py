@@ -10,12 +10,12 @@ import numpy as np
 
 from .constants import (
     PTRS_PER_PMD,
-    MAP_LEAF, MIGRATE_MOVABLE, MAP_NONE, NR_MIGRATETYPES, NR_PAGE_ORDERS, PAGEBLOCK_ORDER, PG_ALLOC,
+    MAP_LEAF, MIGRATE_MOVABLE, MIGRATE_UNMAPPED, MAP_NONE, NR_MIGRATETYPES, NR_PAGE_ORDERS, PAGEBLOCK_ORDER, PG_ALLOC,
     PG_BUDDY, PG_CACHE, PG_HOLE, PG_PCP, PG_RESERVED, PMD_PAGES, PROT_PRESENT, PUD_PAGES,
 )
 from .layout import (
     C_CACHE_FREE, C_CACHE_HELD, C_CACHE_USED, C_DM_1G, C_DM_2M, C_DM_4K, C_NP_PAGES, C_NR_FREE,
-    C_NR_PCP, C_PACKS, C_PACK_CHUNKS, C_PB_MIXED, C_PB_POLLUTED, C_PT_PAGES, POL_MIGRATETYPE, P_POLICY,
+    C_NR_PCP, C_PACKS, C_PACK_CHUNKS, C_PB_MIXED, C_PB_POLLUTED, C_PT_PAGES, POL_FREETYPE, POL_MIGRATETYPE, P_POLICY,
     V_PACK_COUNT,
 )
 
@@ -71,7 +71,7 @@ def check_state(s) -> list[str]:
         bad.append(f"cache free pages: flags {cached_free}, lists {on_cache_lists}, counter {int(s.ctr[C_CACHE_FREE])}")
     cused = np.flatnonzero((f & (PG_ALLOC | PG_CACHE)) == (PG_ALLOC | PG_CACHE))
     cached_used = int((1 << s.pg_order[cused].astype(np.int64)).sum())
-    if s.par[P_POLICY] != POL_MIGRATETYPE and (cached_used != int(s.ctr[C_CACHE_USED])
+    if s.par[P_POLICY] not in (POL_MIGRATETYPE, POL_FREETYPE) and (cached_used != int(s.ctr[C_CACHE_USED])
                                                 or cached_used + cached_free != int(s.ctr[C_CACHE_HELD])):
         bad.append(f"cache used pages {cached_used} / held {int(s.ctr[C_CACHE_HELD])} disagree with the counters")
     pcp = int(((f & PG_PCP) != 0).sum())
@@ -79,6 +79,8 @@ def check_state(s) -> list[str]:
         bad.append(f"per-CPU pages {pcp} != counter {int(s.ctr[C_NR_PCP])} / {int(s.pcp_count.sum())}")
     bad += check_packs(s)
     bad += check_owners(s)
+    if s.par[P_POLICY] == POL_FREETYPE:
+        bad += check_freetype(s)
     polluted, mixed, pins = pollution_recount(s)
     kept = (int(s.ctr[C_PB_POLLUTED]), int(s.ctr[C_PB_MIXED]))
     if kept != (polluted, mixed):
@@ -163,4 +165,31 @@ def check_packs(s) -> list[str]:
     for pfn in s.pack_pfn[live]:
         if (s.pg_flags[pfn] & (PG_ALLOC | PG_CACHE)) != (PG_ALLOC | PG_CACHE) or s.pg_order[pfn] != PAGEBLOCK_ORDER:
             bad.append(f"pack at pfn {int(pfn)} is not an allocated 2M block of the cache")
+    return bad
+
+
+def check_freetype(s) -> list[str]:
+    """freetype: the UNMAPPED flag (pb_mt == MIGRATE_UNMAPPED) and the free lists agree. Every
+    page of an unmapped pageblock is off the direct map; free blocks (buddy lists and per-CPU
+    lists) are on the unmapped lists exactly when their pageblock has the flag; held pages are
+    the unmapped pageblocks' pages."""
+    bad = []
+    unmapped_pb = s.pb_mt == MIGRATE_UNMAPPED
+    ram = (s.pg_flags & PG_HOLE) == 0
+    present = ((s.prot & PROT_PRESENT) != 0) & ram
+    if (present.reshape(unmapped_pb.size, -1).any(axis=1) & unmapped_pb).any():
+        bad.append("an unmapped pageblock has a page present in the direct map")
+    for order in range(NR_PAGE_ORDERS):
+        for mt in range(NR_MIGRATETYPES):
+            pfns = np.asarray(walk_list(s, s.free_head[order, mt]), np.int64)
+            if pfns.size and (unmapped_pb[pfns >> PAGEBLOCK_ORDER] != (mt == MIGRATE_UNMAPPED)).any():
+                bad.append(f"free_area[{order}][{mt}] holds a block of a pageblock with the other flag")
+    for cpu in range(s.pcp_head.shape[0]):
+        for mt in range(s.pcp_head.shape[1]):
+            pfns = np.asarray(walk_list(s, s.pcp_head[cpu, mt]), np.int64)
+            if pfns.size and (unmapped_pb[pfns >> PAGEBLOCK_ORDER] != (mt == MIGRATE_UNMAPPED)).any():
+                bad.append(f"per-CPU list [{cpu}][{mt}] holds a page of a pageblock with the other flag")
+    held = int(unmapped_pb.sum()) << PAGEBLOCK_ORDER
+    if held != int(s.ctr[C_CACHE_HELD]):
+        bad.append(f"unmapped pageblocks hold {held} pages != unmapped_cache_held_pages {int(s.ctr[C_CACHE_HELD])}")
     return bad

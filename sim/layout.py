@@ -46,7 +46,6 @@ COUNTERS = (
     Counter("CLAIM", "fallback_claim", "fallbacks", 1, "allocator", "fallbacks that claimed a pageblock"),
     Counter("STEAL", "fallback_steal", "fallbacks", 1, "allocator", "fallbacks that stole without claiming"),
     Counter("CPA", "cpa_calls", "calls", 1, "direct_map", "change_page_attr calls that changed something"),
-    Counter("TLB_FLUSH", "tlb_flushes", "flushes", 1, "direct_map", "flushes from splits, collapses, changed leaves"),
     Counter("ALLOC_PAGES", "pgalloc", "pages", 1, "allocator", "pages handed out (sum of 1 << order)"),
     Counter("FREE_PAGES", "pgfree", "pages", 1, "allocator", "pages freed"),
     Counter("PCP_REFILL", "pcp_refills", "calls", 1, "allocator", "rmqueue_bulk calls"),
@@ -96,6 +95,17 @@ COUNTERS = (
     Counter("THP_FAULT_FALLBACK", "thp_fault_fallback", "calls", 1, "headline", "movable order-9 allocations that failed"),
     Counter("FRAG_SCORE", "fragmentation_score", "%", 1, "compaction",
             "fragmentation_score_zone: free memory not in free 2M blocks (computed when read)"),
+    # TLB flushes where the modelled kernel path issues them (directmap.py: flush_tlb_*, cpa_flush)
+    Counter("TLB_FLUSH_RANGE", "tlb_flush_kernel_range", "calls", 1, "headline",
+            "flush_tlb_kernel_range calls (and cpa_flush's per-page flush of <= 33 pages)"),
+    Counter("TLB_FLUSH_PAGES", "tlb_flush_kernel_pages", "pages", 1, "headline", "4K pages those range flushes cover"),
+    Counter("TLB_FLUSH_ALL", "tlb_flush_all", "calls", 1, "headline",
+            "flush_tlb_all calls: each split, collapse, cpa_flush of an alias or of > 33 pages"),
+    Counter("FT_UNMAPS", "freetype_unmap_conversions", "conversions", 1, "cache",
+            "__rmqueue_direct_map conversions of mapped blocks to FREETYPE_UNMAPPED"),
+    Counter("FT_REMAPS", "freetype_remap_conversions", "conversions", 1, "cache",
+            "__rmqueue_direct_map conversions of unmapped blocks back to mapped"),
+    Counter("FT_ZEROED", "freetype_zeroed_pages", "pages", 1, "cache", "pages zeroed when an unmapped block is remapped"),
 )
 
 
@@ -255,14 +265,17 @@ AF_UNMAPPED = 4  # __GFP_UNMAPPED user: allocated through the policy
 AF_NO_PACK = 8  # part of a code image larger than a bpf_prog_pack: whole pages
 
 # the callers' direct-map actions (CallerConfig.on_alloc / on_free), code = index
-ON_ALLOC = ("none", "ro", "np", "pks")
-ON_FREE = ("none", "reset", "default")
-ACT_NONE, ACT_RO, ACT_NP, ACT_PKS = range(len(ON_ALLOC))
-FREE_NONE, FREE_RESET, FREE_DEFAULT = range(len(ON_FREE))
+ON_ALLOC = ("none", "ro", "np", "pks",
+            "zap")  # guest_memfd NO_DIRECT_MAP: set_direct_map_valid_noflush + flush_tlb_kernel_range per folio
+ON_FREE = ("none", "reset", "default",
+           "restore")  # guest_memfd: set_direct_map_valid_noflush(true), no flush
+ACT_NONE, ACT_RO, ACT_NP, ACT_PKS, ACT_ZAP = range(len(ON_ALLOC))
+FREE_NONE, FREE_RESET, FREE_DEFAULT, FREE_RESTORE = range(len(ON_FREE))
 
 # policies (PolicyConfig.name), code = index; the code packs serve only code callers
-POLICIES = ("none", "unmapped_cache", "migratetype", "grouped_pages", "prog_pack", "execmem_rox")
-POL_NONE, POL_UNMAPPED_CACHE, POL_MIGRATETYPE, POL_GROUPED, POL_PROG_PACK, POL_EXECMEM = range(len(POLICIES))
+POLICIES = ("none", "unmapped_cache", "migratetype", "grouped_pages", "prog_pack", "execmem_rox",
+            "freetype")  # the 2026 ALLOC_UNMAPPED freetypes (freetype.py)
+POL_NONE, POL_UNMAPPED_CACHE, POL_MIGRATETYPE, POL_GROUPED, POL_PROG_PACK, POL_EXECMEM, POL_FREETYPE = range(len(POLICIES))
 POLICY_CODES = {name: code for code, name in enumerate(POLICIES)}
 CODE_PACKS = {"prog_pack": ("bpf",), "execmem_rox": ("bpf", "module", "ftrace", "kprobe")}
 

@@ -21,7 +21,8 @@ from .constants import (
     BPF_PROG_PACK_SIZE, MAX_PAGE_ORDER, MIGRATETYPE_NAMES, MIGRATETYPES, MIGRATE_PCPTYPES,
     PAGE_KERNEL, PG_ALLOC, PROT_NX, PROT_PKEY, PROT_PRESENT, PROT_RW,
 )
-from .directmap import change_page_attr, mapping_level
+from .freetype import freetype_remap_alloc, freetype_state
+from .directmap import change_page_attr, flush_tlb_kernel_range, mapping_level, set_memory
 from .metrics import counters, free_2m_blocks, pageblock_pollution
 from .page_alloc import ALLOC_WMARK_LOW, alloc_failed, alloc_pages_noreclaim, drain_all_pages, free_pages
 from .policy import policy_alloc, policy_free, policy_params, policy_shrink
@@ -44,7 +45,7 @@ class Machine:
     def __init__(self, config: MachineConfig | None = None, policy: PolicyConfig | None = None):
         self.config = config or MachineConfig()
         self.policy = validate_policy(policy or PolicyConfig())
-        self.state = pack_state(boot(self.config), self.policy.name)
+        self.state = freetype_state(pack_state(boot(self.config), self.policy.name), self.policy.name)
         policy_params(self.state, self.policy)
         self.cpu = 0
         self._moved: dict[int, int] = {}  # first pfn of a block -> where migration put it
@@ -66,12 +67,15 @@ class Machine:
             if pfn != NOT_SERVED:
                 return pfn
         pfn = int(alloc_pages_noreclaim(s, int(order), mt, self.cpu, ALLOC_WMARK_LOW))
+        if pfn < 0 and self.policy.name == "freetype":  # __rmqueue_direct_map: remap (unmovable only)
+            pfn = int(freetype_remap_alloc(s, int(order), mt))
         if pfn < 0:
             alloc_failed(s, int(order))
             return None
-        if unmapped:  # today's kernel: the caller unmaps each page
+        if unmapped:  # today's kernel: the caller unmaps each page, then flushes the block once
             for i in range(1 << int(order)):
                 self.set_direct_map_invalid_noflush(pfn + i)
+            flush_tlb_kernel_range(s, 1 << int(order))
         return pfn
 
     def free_pages(self, pfn: int, order: int) -> None:
@@ -176,16 +180,27 @@ class Machine:
         if n < 1 or pfn < 0 or pfn + n > self.config.mem_mib * 256:
             raise ValueError(f"pfn range [{pfn}, {pfn + n}) is outside the machine's memory")
 
-    def _cpa(self, pfn: int, n: int, mask_set: int, mask_clr: int, collapse: bool = False) -> int:
+    def _cpa(self, pfn: int, n: int, mask_set: int, mask_clr: int, collapse: bool = False, flush: bool = True) -> int:
+        """set_memory_* on direct-map addresses (cpa_flush; no alias), or a *_noflush call."""
         self._check_range(int(pfn), int(n))
         self.state.var[V_CPU] = self.cpu
-        return int(change_page_attr(self.state, int(pfn), int(n), mask_set, mask_clr, collapse))
+        if not flush:
+            return int(change_page_attr(self.state, int(pfn), int(n), mask_set, mask_clr, collapse))
+        return int(set_memory(self.state, int(pfn), int(n), mask_set, mask_clr, collapse, False))
 
     def set_direct_map_invalid_noflush(self, pfn: int) -> int:
-        return self._cpa(pfn, 1, 0, PROT_PRESENT | PROT_RW)
+        return self._cpa(pfn, 1, 0, PROT_PRESENT | PROT_RW, flush=False)
 
     def set_direct_map_default_noflush(self, pfn: int) -> int:
-        return self._cpa(pfn, 1, PAGE_KERNEL, PROT_PKEY)
+        return self._cpa(pfn, 1, PAGE_KERNEL, PROT_PKEY, flush=False)
+
+    def set_direct_map_valid_noflush(self, pfn: int, n: int, valid: bool) -> int:
+        """set_direct_map_valid_noflush(page, nr, valid): _PAGE_PRESENT set or cleared."""
+        return self._cpa(pfn, n, PROT_PRESENT if valid else 0, 0 if valid else PROT_PRESENT, flush=False)
+
+    def flush_tlb_kernel_range(self, pfn: int, n: int) -> None:
+        self._check_range(int(pfn), int(n))
+        flush_tlb_kernel_range(self.state, int(n))
 
     def set_memory_ro(self, pfn: int, n: int) -> int:
         return self._cpa(pfn, n, 0, PROT_RW)

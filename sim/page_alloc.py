@@ -272,7 +272,8 @@ def free_pcppages_bulk(s, cpu, count):
     s.ctr[C_PCP_DRAIN] += 1
     mt = 0
     empty_in_row = 0
-    while count > 0 and empty_in_row < MIGRATE_PCPTYPES:
+    ncols = s.pcp_head.shape[1]  # MIGRATE_PCPTYPES, + the unmapped list under freetype
+    while count > 0 and empty_in_row < ncols:
         pfn = s.pcp_tail[cpu, mt]
         if pfn < 0:
             empty_in_row += 1
@@ -281,7 +282,7 @@ def free_pcppages_bulk(s, cpu, count):
             pcp_del(s, cpu, mt, pfn)
             __free_one_page(s, pfn, 0, s.pb_mt[pfn >> PAGEBLOCK_ORDER], False)
             count -= 1
-        mt = (mt + 1) % MIGRATE_PCPTYPES
+        mt = (mt + 1) % ncols
 
 
 @njit
@@ -312,10 +313,11 @@ def zone_watermark_ok(s, order, mark):
 
 @njit_inline
 def rmqueue(s, order, mt, cpu):
-    """rmqueue: per-CPU list for order 0 when enabled, else the zone's free lists
+    """rmqueue: per-CPU list for order 0 when enabled (one list per pcp migratetype, plus one
+    for unmapped pages under freetype: pcp_head has a 4th column then), else the zone's free lists
     (with the ALLOC_NOFRAGMENT first pass of get_page_from_freelist)."""
     nofrag = s.par[P_NOFRAGMENT] != 0
-    if order == 0 and s.par[P_PCP_ON] != 0 and mt < MIGRATE_PCPTYPES:
+    if order == 0 and s.par[P_PCP_ON] != 0 and mt < s.pcp_head.shape[1]:
         if s.pcp_head[cpu, mt] == NIL:
             if rmqueue_bulk(s, cpu, mt, s.par[P_PCP_BATCH], nofrag) == 0 and nofrag:
                 rmqueue_bulk(s, cpu, mt, s.par[P_PCP_BATCH], False)
@@ -344,7 +346,7 @@ def get_page_from_freelist(s, order, mt, cpu, alloc_flags):
         mark = s.par[P_WMARK_LOW] if alloc_flags == ALLOC_WMARK_LOW else s.par[P_WMARK_MIN]
         if not zone_watermark_ok(s, order, mark):
             # order-0 pages already on this CPU's list are handed out regardless
-            if not (order == 0 and s.par[P_PCP_ON] != 0 and mt < MIGRATE_PCPTYPES
+            if not (order == 0 and s.par[P_PCP_ON] != 0 and mt < s.pcp_head.shape[1]
                     and s.pcp_head[cpu, mt] != NIL):
                 return NO_PAGE
     pfn = rmqueue(s, order, mt, cpu)
@@ -401,7 +403,7 @@ def __free_pages(s, pfn, order, cpu):
     s.ctr[C_FREE_PAGES] += 1 << order
     set_head_flags(s, pfn, s.pg_flags[pfn] & (0xFF ^ PG_ALLOC))
     mt = s.pb_mt[pfn >> PAGEBLOCK_ORDER]
-    if order == 0 and s.par[P_PCP_ON] != 0 and mt < MIGRATE_PCPTYPES:
+    if order == 0 and s.par[P_PCP_ON] != 0 and mt < s.pcp_head.shape[1]:
         pcp_add(s, cpu, mt, pfn, False)
         if s.pcp_count[cpu] >= s.par[P_PCP_HIGH]:
             free_pcppages_bulk(s, cpu, s.par[P_PCP_BATCH])

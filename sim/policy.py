@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .freetype import freetype_alloc, freetype_free_pages
 from .cache import cache_alloc, cache_capture, cache_free, cache_held_add, cache_shrink
 from .config import PolicyConfig, validate_policy
 from .constants import (
@@ -19,7 +20,7 @@ from .constants import (
     PROT_PKEY, PROT_PRESENT, PROT_RW, PTRS_PER_PMD, PUD_PAGES,
 )
 from .compaction import MODE_SYNC, direct_compact_for_block, fragmentation_score_zone
-from .directmap import change_page_attr, split_large_page_1g, split_large_page_2m
+from .directmap import change_page_attr, flush_tlb_kernel_range, split_large_page_1g, split_large_page_2m
 from .jit import njit, njit_inline
 from .pollution import set_pageblock_mt
 from .buddy import add_to_free_list, del_from_free_list, expand, set_pageblock_range
@@ -27,7 +28,7 @@ from .page_alloc import __move_freepages_block, __rmqueue_smallest, prep_new_pag
 from .layout import (
     C_CACHE_BYPASS, C_CACHE_CAPTURED, C_CACHE_FREE, C_CACHE_HELD, C_CACHE_HITS,
     C_CACHE_LIMIT_FALLBACKS, C_CACHE_MISSES, C_CACHE_REFILL_2M, C_CACHE_RELEASED, C_CACHE_STRANDED,
-    C_CACHE_USED, C_FRAG_SCORE, C_NR_FREE, C_SHRINK_RUNS, CODE_PACKS, NIL, NO_PAGE, NOT_SERVED, AT_LIMIT, POLICY_CODES, POL_EXECMEM, POL_GROUPED, POL_MIGRATETYPE,
+    C_CACHE_USED, C_FRAG_SCORE, C_NR_FREE, C_SHRINK_RUNS, CODE_PACKS, NIL, NO_PAGE, NOT_SERVED, AT_LIMIT, POLICY_CODES, POL_EXECMEM, POL_FREETYPE, POL_GROUPED, POL_MIGRATETYPE,
     POL_NONE, POL_PROG_PACK, POL_UNMAPPED_CACHE, P_CACHE_BUDDY, P_CACHE_CAPTURE, P_CACHE_COLLAPSE,
     P_CACHE_FALLBACK_ORDERS, P_CACHE_MASK_CLR, P_CACHE_MASK_SET, P_CACHE_MAX_PAGES, P_CACHE_RELEASE_2M,
     P_CACHE_RELEASE_EMPTY, P_CACHE_RESET_RELEASE, P_COMPACTION, P_POLICY, P_SHRINK_BATCH, P_SHRINK_HIGH,
@@ -172,9 +173,10 @@ def migratetype_alloc(s, order):
         if pfn == NO_PAGE:
             return NO_PAGE
     prep_new_page(s, pfn, order, MIGRATE_UNMOVABLE)
-    # the pages go off the direct map one by one; the pageblock is PTE-mapped already
+    # the pages go off the direct map one by one (noflush); the pageblock is PTE-mapped already
     for i in range(1 << order):
         change_page_attr(s, pfn + i, 1, 0, PROT_PRESENT | PROT_RW, False)
+    flush_tlb_kernel_range(s, 1 << order)
     return pfn
 
 
@@ -202,7 +204,10 @@ def migratetype_shrink(s, nr_to_scan):
 @njit
 def cache_free_pages(s):
     """Free pages the policy holds: its cache's lists, or (MIGRATE_UNMAPPED, which lives in
-    the zone's free lists) the UNMAPPED free lists."""
+    the zone's free lists) the UNMAPPED free lists, or (freetype) the unmapped free lists and
+    per-CPU lists."""
+    if s.par[P_POLICY] == POL_FREETYPE:
+        return freetype_free_pages(s)
     if s.par[P_POLICY] != POL_MIGRATETYPE:
         return s.ctr[C_CACHE_FREE]
     free = 0
@@ -214,8 +219,9 @@ def cache_free_pages(s):
 @njit
 def reported_counter(s, j):
     """Counter j as reported (reading is pure: nothing is written). MIGRATE_UNMAPPED's cache
-    view (free / used pages) is derived from the zone's free lists."""
-    if s.par[P_POLICY] == POL_MIGRATETYPE and (j == C_CACHE_FREE or j == C_CACHE_USED):
+    view (free / used pages) is derived from the zone's free lists (freetype's too)."""
+    if (s.par[P_POLICY] == POL_MIGRATETYPE or s.par[P_POLICY] == POL_FREETYPE) and (j == C_CACHE_FREE
+                                                                                   or j == C_CACHE_USED):
         free = cache_free_pages(s)
         return free if j == C_CACHE_FREE else s.ctr[C_CACHE_HELD] - free
     if j == C_FRAG_SCORE:
@@ -235,6 +241,8 @@ def policy_alloc(s, order):
         return NOT_SERVED
     if pol == POL_MIGRATETYPE:
         return migratetype_alloc(s, order)
+    if pol == POL_FREETYPE:
+        return freetype_alloc(s, order)
     if pol == POL_GROUPED and order != 0:
         s.ctr[C_CACHE_BYPASS] += 1
         return NOT_SERVED
@@ -279,7 +287,7 @@ def policy_free(s, pfn, order):
 @njit
 def policy_shrink(s, nr_to_scan):
     pol = s.par[P_POLICY]
-    if pol == POL_NONE:
+    if pol == POL_NONE or pol == POL_FREETYPE:  # freetype: no shrinker, nothing is given back
         return 0
     if pol == POL_MIGRATETYPE:
         return migratetype_shrink(s, nr_to_scan)

@@ -18,6 +18,7 @@ import polars as pl
 from . import checkpoint
 from .boot import boot
 from .engine import N_SAMPLE_COLS, run_events, sample_until
+from .freetype import freetype_state
 from .hydra_conf import to_sim_config
 from .layout import COUNTER_NAMES, N_COUNTERS, P_MANAGED
 from .metrics import counters
@@ -56,7 +57,7 @@ class Run:
     def __init__(self, sc):
         self.sc = sc
         s = boot(sc.machine)
-        s = pack_state(s, sc.policy.name)
+        s = freetype_state(pack_state(s, sc.policy.name), sc.policy.name)
         policy_params(s, sc.policy)
         self.s = s
         self.stream = Stream(sc.workload, int(s.par[P_MANAGED]), sc.machine.cpus, sc.seed, sc.window_s)

@@ -14,13 +14,18 @@ from .naming import swept_keys
 HEADLINE = [("direct_map_level2_splits", "L2 splits", "{:.0f}"), ("direct_map_level3_splits", "L3 splits", "{:.0f}"),
             ("DirectMap4k_MiB", "4k MiB", "{:.0f}"), ("memory_held_MiB", "held MiB", "{:.1f}"),
             ("memory_stranded_MiB", "strand MiB", "{:.1f}"), ("alloc_fail", "fails", "{:.0f}"),
-            ("tlb_flushes", "TLB flush", "{:.0f}")]
+            ("tlb_flush_kernel_range", "tlb range", "{:.0f}"), ("tlb_flush_kernel_pages", "tlb pages", "{:.0f}"),
+            ("tlb_flush_all", "tlb all", "{:.0f}")]
 KEY_METRICS = [c for c, _, _ in HEADLINE]
 PLOTS = [  # (title, column, y label)
     ("level-2 splits (2M -> 4K)", "direct_map_level2_splits", "direct_map_level2_splits"),
     ("memory held by the cache", "memory_held_MiB", "MiB held (unmapped_cache_held_pages)"),
     ("allocation failures", "alloc_fail", "alloc_fail"),
+    ("flush_tlb_kernel_range calls", "tlb_flush_kernel_range", "tlb_flush_kernel_range"),
+    ("pages flushed by range", "tlb_flush_kernel_pages", "tlb_flush_kernel_pages"),
+    ("global flushes (flush_tlb_all)", "tlb_flush_all", "tlb_flush_all"),
 ]
+PLOT_COLS = 3  # plots per row of a figure
 
 
 def sweep_table(jobs: Sequence, ledger_rows: dict[str, dict], names=None) -> pl.DataFrame:
@@ -197,7 +202,7 @@ def _bars(ax, done: pl.DataFrame, col: str) -> None:
 
 
 def plot(df: pl.DataFrame, jobs: Sequence, out_dir: Path, plot_x: Sequence[str] = ()) -> list[Path]:
-    """summary.png: level-2 splits, memory held and allocation failures per policy (bars); then
+    """summary.png: level-2 splits, memory held, allocation failures and TLB flushes per policy (bars); then
     for each x axis (a swept key other than policy and seed, e.g. policy.max_blocks) the same
     against x, one line per policy (mean over other keys)."""
     import matplotlib
@@ -211,8 +216,9 @@ def plot(df: pl.DataFrame, jobs: Sequence, out_dir: Path, plot_x: Sequence[str] 
     xs = [x for x in (list(plot_x) or swept_columns(jobs)) if x in done.columns and x not in ("policy", "seed")]
     paths = []
     # the summary: one bar per policy (mean over the sweep's runs, error bar = standard deviation)
-    fig, axes = plt.subplots(1, len(PLOTS), figsize=(4.2 * len(PLOTS), 3.6))
-    for ax, (title, col, ylabel) in zip(axes, PLOTS):
+    rows = -(-len(PLOTS) // PLOT_COLS)
+    fig, axes = plt.subplots(rows, PLOT_COLS, figsize=(4.2 * PLOT_COLS, 3.6 * rows), squeeze=False)
+    for ax, (title, col, ylabel) in zip(axes.flat, PLOTS):
         if col in done.columns:
             _bars(ax, done, col)
         ax.set_title(title if col in done.columns else f"{title}: not measured", fontsize=10)
@@ -224,8 +230,8 @@ def plot(df: pl.DataFrame, jobs: Sequence, out_dir: Path, plot_x: Sequence[str] 
     plt.close(fig)
     paths.append(p)
     for x in xs:
-        fig, axes = plt.subplots(1, len(PLOTS), figsize=(5 * len(PLOTS), 4))
-        for ax, (title, col, ylabel) in zip(axes, PLOTS):
+        fig, axes = plt.subplots(rows, PLOT_COLS, figsize=(5 * PLOT_COLS, 4 * rows), squeeze=False)
+        for ax, (title, col, ylabel) in zip(axes.flat, PLOTS):
             if col not in done.columns:
                 ax.set_title(f"{title}: not measured")
                 continue

@@ -32,7 +32,9 @@ HEADLINE_METRICS: dict[str, tuple[str, float]] = {
     "unmapped_cache_held_pages": ("memory_held_MiB", 4.0 / 1024),  # 4 kB pages -> MiB
     "unmapped_cache_stranded_pages": ("memory_stranded_MiB", 4.0 / 1024),
     "alloc_fail": ("alloc_fail", 1.0),
-    "tlb_flushes": ("tlb_flushes", 1.0),
+    "tlb_flush_kernel_range": ("tlb_flush_kernel_range", 1.0),
+    "tlb_flush_kernel_pages": ("tlb_flush_kernel_pages", 1.0),
+    "tlb_flush_all": ("tlb_flush_all", 1.0),
 }
 
 _UNITS = {"DirectMap4k": "kB", "DirectMap2M": "kB", "DirectMap1G": "kB", "min_free_kbytes": "",

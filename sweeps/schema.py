@@ -33,7 +33,7 @@ class TrackingConf:
     timeseries_metrics: list[str] = field(default_factory=lambda: [
         "direct_map_level2_splits", "direct_map_level3_splits", "DirectMap4k", "DirectMap2M", "DirectMap1G",
         "nr_free_pages", "free_2m_blocks", "alloc_fail", "unmapped_cache_blocks", "unmapped_cache_held_pages",
-        "unmapped_cache_stranded_pages"])
+        "unmapped_cache_stranded_pages", "tlb_flush_kernel_range", "tlb_flush_kernel_pages", "tlb_flush_all"])
     picture: bool = True  # direct-map PNG per run (rendered in the worker)
     timeseries_artifact: bool = True  # full-resolution time series parquet per run
 

@@ -83,7 +83,8 @@ policy_op = st.one_of(
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(policy_op, max_size=80),
-       policy=st.sampled_from(["none", "unmapped_cache", "migratetype", "grouped_pages", "prog_pack", "execmem_rox"]),
+       policy=st.sampled_from(["none", "unmapped_cache", "migratetype", "grouped_pages", "prog_pack", "execmem_rox",
+                               "freetype"]),
        release=st.sampled_from(["2m", "4k"]))
 def test_policies_keep_invariants(ops, policy, release):
     """The policies' caches, shrinkers and code packs keep every invariant, including the

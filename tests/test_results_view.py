@@ -59,11 +59,13 @@ def test_metric_keys_headline_first_groups_units():
 
     c = {"direct_map_level2_splits": 3, "DirectMap4k": 8192, "DirectMap2M": 4096, "unmapped_cache_held_pages": 512,
          "alloc_fail": 0, "alloc_fail_order_3": 0, "nr_free_order_9": 4, "events_per_second": 1e7,
-         "pageblocks_movable": 7, "unmapped_cache_hits": 5, "pgalloc": 9, "tlb_flushes": 2}
+         "pageblocks_movable": 7, "unmapped_cache_hits": 5, "pgalloc": 9, "tlb_flush_all": 2,
+         "tlb_flush_kernel_range": 3, "tlb_flush_kernel_pages": 40}
     m = final_metrics(c)
     assert m["0_headline/direct_map_level2_splits"] == 3 and m["0_headline/DirectMap4k_kB"] == 8192
     assert m["0_headline/memory_held_MiB"] == 2.0 and m["cache/unmapped_cache_held_pages"] == 512
-    assert m["0_headline/tlb_flushes"] == 2
+    assert m["0_headline/tlb_flush_all"] == 2 and m["0_headline/tlb_flush_kernel_range"] == 3
+    assert m["0_headline/tlb_flush_kernel_pages"] == 40 and "direct_map/tlb_flush_all" not in m
     assert m["order/alloc_fail_order_3"] == 0 and m["order/nr_free_order_9"] == 4
     assert m["perf/events_per_second"] == 1e7 and m["direct_map/DirectMap2M_kB"] == 4096
     assert m["pageblocks/pageblocks_movable"] == 7 and m["alloc/pgalloc"] == 9
