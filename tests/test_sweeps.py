@@ -221,21 +221,99 @@ def test_simple_override_parser_agrees_with_hydra(s):
             (ref.key_or_group, ref.value(), type(ref.value()))
 
 
-def test_runs_without_ledger_rows_are_discarded_and_redone(tmp_path, ray_address):
-    """A driver killed after the store committed a chunk but before its ledger part was written
-    leaves runs the ledger does not know: the next attempt deletes them and records each once."""
+def test_fresh_ledger_against_populated_store_deletes_and_recomputes_nothing(tmp_path, ray_address):
+    """The store, not the ledger, says what is recorded: a fresh ledger (another machine, a
+    `ray job submit` working directory, a killed driver between commit and ledger write) skips
+    the recorded configs, rebuilds its rows from the store, and deletes nothing."""
     import shutil
 
     ov = [*TINY, "seed=0,1", "tracking.picture=false"]
     assert run_cli(tmp_path, ray_address, *ov).returncode == 0
-    shutil.rmtree(tmp_path / "ledger")  # as if killed between the commit and the ledger write
+    _, first = runs(tmp_path)
+    shutil.rmtree(tmp_path / "ledger")
     p = run_cli(tmp_path, ray_address, *ov)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "discarded 2 run(s)" in p.stderr and "2 done, 0 failed, 0 skipped" in p.stdout
-    _, children = runs(tmp_path)
-    assert len(children) == 2 and len({r.data.tags["dmfrag.config_hash"] for r in children}) == 2
+    assert "0 done, 0 failed, 2 skipped" in p.stdout
+    assert "removed" not in p.stderr and "discarded" not in p.stderr
     _, every = runs(tmp_path, view_all=True)
-    assert sum(r.info.lifecycle_stage == "deleted" for r in every) == 2
+    assert sorted(r.info.run_id for r in every) == sorted(r.info.run_id for r in first)  # nothing deleted
+    assert {r.info.status for r in every} == {"FINISHED"}
+    led = ledger(tmp_path)  # rebuilt from the store, with the counters for the sweep table
+    assert led.height == 2 and set(led["run_id"]) == {r.info.run_id for r in first}
+    assert all("direct_map_level2_splits" in m for m in led["metrics"])
+    table = pl.read_parquet(tmp_path / "out" / "sweep_table.parquet")
+    assert set(table["status"]) == {"done"} and table["direct_map_level2_splits"].null_count() == 0
+
+
+def _start(tmp: Path, address: str, *overrides: str, ledger_dir: str | None = None):
+    e = dict(os.environ)
+    e.pop("MLFLOW_TRACKING_URI", None)
+    args = _args(tmp, address, *overrides)
+    if ledger_dir:
+        args.append(f"sweep.ledger_dir={ledger_dir}")
+    return subprocess.Popen(args, cwd=tmp, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _exactly_once(tmp: Path, n: int) -> None:
+    _, children = runs(tmp)
+    hashes = [r.data.tags["dmfrag.config_hash"] for r in children]
+    assert len(hashes) == n and len(set(hashes)) == n, sorted(hashes)
+    assert {r.info.status for r in children} == {"FINISHED"}
+    _, every = runs(tmp, role=None, view_all=True)
+    assert not [r for r in every if r.info.status == "RUNNING"]
+    assert not [r for r in every if r.info.lifecycle_stage == "deleted" and r.info.status == "FINISHED"]
+
+
+def test_two_identical_sweeps_at_once_record_each_config_once(tmp_path, ray_address):
+    """Same store, separate ledgers (two machines): each config is run and recorded once; the
+    sweep that did not run a config waits for the other and reports it skipped."""
+    ov = [*TINY, "seed=range(8)", "tracking.picture=false", "sweep.chunk_size=1", "sweep.max_in_flight=1"]
+    procs = [_start(tmp_path, ray_address, *ov, ledger_dir=str(tmp_path / f"ledger{i}")) for i in range(2)]
+    outs = [p.communicate(timeout=400) for p in procs]
+    for p, (o, e) in zip(procs, outs):
+        assert p.returncode == 0, o + e
+    _exactly_once(tmp_path, 8)
+    done = [int(o.split(" done,")[0].rsplit(": ", 1)[1]) for o, _ in outs]
+    skipped = [int(o.split(" skipped")[0].rsplit(", ", 1)[1]) for o, _ in outs]
+    assert sum(done) == 8 and [d + s for d, s in zip(done, skipped)] == [8, 8], outs
+    for i in range(2):  # each ledger holds all 8 configs (its own runs + rows rebuilt from the store)
+        led = pl.concat([pl.read_parquet(f) for f in (tmp_path / f"ledger{i}").glob("*/*.parquet")])
+        assert led["hash"].n_unique() == 8
+
+
+def test_overlapping_sweeps_record_shared_configs_once(tmp_path, ray_address):
+    a = [*TINY, "seed=range(0,6)", "tracking.picture=false", "sweep.chunk_size=1", "sweep.max_in_flight=1"]
+    b = [*TINY, "seed=range(3,9)", "tracking.picture=false", "sweep.chunk_size=1", "sweep.max_in_flight=1"]
+    procs = [_start(tmp_path, ray_address, *a), _start(tmp_path, ray_address, *b)]
+    outs = [p.communicate(timeout=400) for p in procs]
+    for p, (o, e) in zip(procs, outs):
+        assert p.returncode == 0, o + e
+    _exactly_once(tmp_path, 9)
+    _, parents = runs(tmp_path, "parent")
+    assert len(parents) == 2 and {r.info.status for r in parents} == {"FINISHED"}
+    for o, _ in outs:
+        assert "6 configs" in o
+
+
+def test_claim_decisions_and_leases():
+    """A RUNNING claim whose attempt's lease is gone (driver killed) is removed and redone; a
+    live one is waited for; FINISHED runs are never deleted."""
+    from sweeps.claims import BUSY, DONE, FREE, StoreRun, classify
+
+    fin = StoreRun("f", "h", "FINISHED", 5)
+    live, dead = StoreRun("l", "h", "RUNNING", 1, "a1", "p"), StoreRun("d", "h", "RUNNING", 0, "a2", "p")
+    failed = StoreRun("x", "h", "FAILED", 0)
+    is_live = lambda r: r.run_id == "l"  # noqa: E731
+    assert classify([fin, live, dead], True, is_live).state == DONE
+    d = classify([live, dead, failed], True, is_live)
+    assert d.state == BUSY and d.run is live and d.dead == [dead]
+    d = classify([dead, failed], True, is_live)
+    assert d.state == FREE and d.dead == [dead] and d.old_failed == [failed]
+    from sweeps.lease import HOST, alive
+
+    assert not alive(f"{HOST} 999999999 {time.time() + 60}")  # no such process here: dead at once
+    assert alive(f"{HOST} {os.getpid()} {time.time() + 60}") and not alive(f"{HOST} {os.getpid()} 0")
+    assert alive(f"otherhost 1 {time.time() + 60}") and not alive(None)
 
 
 def test_credentials_are_redacted_from_logged_overrides_and_printed_commands():
@@ -244,3 +322,29 @@ def test_credentials_are_redacted_from_logged_overrides_and_printed_commands():
     text = redact("tracking.uri=http://admin:s3cret@127.0.0.1:5000 b=postgresql+psycopg2://u:pw@h/db")
     assert "s3cret" not in text and "pw@" not in text and "127.0.0.1:5000" in text
     assert "s3cret" not in ui_command("http://admin:s3cret@127.0.0.1:5000")
+
+
+def test_bulk_writer_knows_the_mlflow_schema(tmp_path):
+    """The bulk writer INSERTs into MLflow's own tables: it must know the store's schema
+    revision, and at an unknown one it records through MlflowClient instead (with a warning)."""
+    import warnings
+
+    import sweeps.tracking as tr
+
+    t = tr.Tracker(f"sqlite:///{tmp_path / 'm.db'}", "e", (tmp_path / "art").as_uri())
+    rev = tr.schema_revision(t.client._tracking_client.store)
+    assert rev in tr.BULK_SCHEMA_REVISIONS, (
+        f"MLflow's schema is at alembic revision {rev}, which the bulk writer was not checked against: "
+        "compare the runs/tags/params/metrics/latest_metrics columns with sweeps/tracking.py RUN_COLS and "
+        "_commit_bulk, then add the revision to BULK_SCHEMA_REVISIONS")
+    assert t.mode == "bulk"
+    saved = set(tr.BULK_SCHEMA_REVISIONS)
+    tr.BULK_SCHEMA_REVISIONS.clear()
+    try:
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            t2 = tr.Tracker(f"sqlite:///{tmp_path / 'm.db'}", "e", (tmp_path / "art").as_uri())
+        assert t2.mode == "client" and t2.store is None
+        assert any("schema revision" in str(x.message) for x in w)
+    finally:
+        tr.BULK_SCHEMA_REVISIONS.update(saved)
