@@ -112,7 +112,7 @@ def check(sc: SimConfig, limit: int, what: str) -> Estimate:
     `limit` bytes."""
     est = estimate(sc)
     if est.total > limit:
-        label = next(iter(est.parts))
+        label = next((k for k in est.parts if "=" in k), "")
         key, _, rest = label.partition("=")
         raise ConfigError(key, rest.split(" ")[0], f"a run that fits in {fmt_bytes(limit)} ({what}); this one "
                                                    f"needs about {fmt_bytes(est.total)}: {est.dominant()}")

@@ -70,7 +70,8 @@ def plan(n_jobs: int, cpus: int, chunk_size: int, max_in_flight: int) -> tuple[i
 
 
 def execute(jobs: Sequence, ray_conf, opts: dict, on_chunk: Callable[[list, list], None],
-            chunk_size: int = 0, max_in_flight: int = 0, progress: Optional[Callable] = None) -> ExecStats:
+            chunk_size: int = 0, max_in_flight: int = 0, progress: Optional[Callable] = None,
+            check: Callable[[], None] = lambda: None) -> ExecStats:
     """Run `jobs` (each with .hash and .sc); `on_chunk(jobs, results)` is called in the driver
     for every finished chunk. A chunk whose task fails after Ray's retries (worker lost,
     out of memory...) is reported as failed runs."""
@@ -101,7 +102,7 @@ def execute(jobs: Sequence, ray_conf, opts: dict, on_chunk: Callable[[list, list
         st.submit_s += time.perf_counter() - ts
 
     try:
-        _loop(pending, fill, on_chunk, st)
+        _loop(pending, fill, on_chunk, st, check)
     except BaseException:  # interrupted (SIGTERM / SIGINT) or the recording failed: stop the tasks
         for ref in pending:
             try:
@@ -113,13 +114,13 @@ def execute(jobs: Sequence, ray_conf, opts: dict, on_chunk: Callable[[list, list
     return st
 
 
-def _loop(pending: dict, fill, on_chunk, st: ExecStats) -> None:
+def _loop(pending: dict, fill, on_chunk, st: ExecStats, check) -> None:
     import ray
     from ray.exceptions import RayError
 
     fill()
     while pending:
-        # a bounded wait: the driver's signal handlers run between two waits
+        check()  # a signal noted by the driver's handler ends the loop here
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
         for ref in ready:
             ch = pending.pop(ref)

@@ -171,6 +171,7 @@ def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str
     try:
         waiting_said = False
         while pending:
+            stop.check()
             won, decisions, reaped = tracker.claim(parent, S.sweep_id, attempt.id, list(pending.values()),
                                                    rt.sweep.retry_failed, rt.sweep.claim_settle_s)
             if reaped:
@@ -187,13 +188,14 @@ def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str
                     started = start_ray(rt.ray)
                     stop.reinstall()  # ray.init installs its own handlers
                 S.exec_stats = execute([pending[h] for h in won], rt.ray, opts, on_chunk, rt.sweep.chunk_size,
-                                       rt.sweep.max_in_flight)
+                                       rt.sweep.max_in_flight, check=stop.check)
                 bar.set_postfix(done=S.done, failed=S.failed, skipped=S.skipped)
             elif pending:
                 if not waiting_said:
                     print(f"waiting for {len(pending)} config(s) another sweep is running", file=sys.stderr)
                     waiting_said = True
                 time.sleep(rt.sweep.wait_poll_s)
+            stop.check()
         outcome = "ok"
     except signals.Interrupted as e:
         outcome = e.signame

@@ -1,5 +1,5 @@
-"""SIGTERM / SIGINT end a sweep cleanly: the handler raises `Interrupted` in the driver's main
-thread, the service cancels the in-flight tasks, removes this attempt's unfinished claims, marks
+"""SIGTERM / SIGINT end a sweep cleanly: the handler notes the signal, the driver's loop raises
+`Interrupted` at its next check (at most a second later), the service cancels the in-flight tasks, removes this attempt's unfinished claims, marks
 the parent run KILLED, prints one line and the process exits 143 / 130 (128 + signal)."""
 from __future__ import annotations
 
@@ -16,21 +16,28 @@ class Interrupted(BaseException):
 SIGNALS = {signal.SIGTERM: ("SIGTERM", 143), signal.SIGINT: ("SIGINT", 130)}
 
 
-def _raise(signum, _frame):
-    name, code = SIGNALS[signum]
-    raise Interrupted(name, code)
-
-
 class Handlers:
+    """The handler only notes the signal (raising inside Ray's compiled wait would corrupt the
+    interpreter's state); `check()`, called between bounded waits, raises `Interrupted`."""
+
     def __init__(self):
         self.active = threading.current_thread() is threading.main_thread()
         self.saved = {s: signal.getsignal(s) for s in SIGNALS} if self.active else {}
+        self.fired: tuple[str, int] | None = None
         self.reinstall()
+
+    def _note(self, signum, _frame) -> None:
+        if self.fired is None:
+            self.fired = SIGNALS[signum]
+
+    def check(self) -> None:
+        if self.fired is not None:
+            raise Interrupted(*self.fired)
 
     def reinstall(self) -> None:
         if self.active:
             for s in SIGNALS:
-                signal.signal(s, _raise)
+                signal.signal(s, self._note)
 
     def quiet(self) -> None:
         """While cleaning up: a second signal does not cut the clean-up short."""

@@ -348,3 +348,75 @@ def test_bulk_writer_knows_the_mlflow_schema(tmp_path):
         assert any("schema revision" in str(x.message) for x in w)
     finally:
         tr.BULK_SCHEMA_REVISIONS.update(saved)
+
+
+def test_sigterm_ends_the_sweep_cleanly(tmp_path):
+    """SIGTERM mid-sweep: in-flight tasks cancelled, this attempt's unfinished claims removed, the
+    parent run KILLED, one summary line, exit 143, and the local Ray instance it started gone."""
+    import psutil
+
+    ov = ["machine=small", "workload=idle", "workload.duration_s=300", "policy=none", "seed=range(20)",
+          "sweep.chunk_size=1", "sweep.max_in_flight=1", "tracking.picture=false", "ray.num_cpus=1"]
+    e = dict(os.environ)
+    e.pop("MLFLOW_TRACKING_URI", None)
+    e.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen(_args(tmp_path, None, *ov), cwd=tmp_path, env=e, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    kids: list = []
+    while time.time() - t0 < 240 and proc.poll() is None:
+        kids = psutil.Process(proc.pid).children(recursive=True)
+        if any("ray::run_chunk" in " ".join(k.cmdline()) or "ray::IDLE" in " ".join(k.cmdline()) for k in kids
+               if k.is_running()):
+            break
+        time.sleep(0.5)
+    time.sleep(3)
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    assert proc.poll() is None and kids, "the sweep did not start its Ray instance"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out + err
+    assert "Traceback" not in err and "interrupted by SIGTERM" in err, err
+    _, parents = runs(tmp_path, "parent")
+    assert [r.info.status for r in parents] == ["KILLED"]
+    _, every = runs(tmp_path, role=None)
+    assert not [r for r in every if r.info.status == "RUNNING"]
+    _, children = runs(tmp_path)
+    assert {r.info.status for r in children} <= {"FINISHED"}
+    gone, alive = psutil.wait_procs(kids, timeout=30)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], [p.cmdline()[:2] for p in alive]
+
+
+@pytest.mark.parametrize("override,code,needle", [
+    ("sweep.out_dir={tmp}/afile/out", 2, "config key 'sweep.out_dir'"),
+    ("sweep.ledger_dir={tmp}/afile/ledger", 2, "config key 'sweep.ledger_dir'"),
+    ("tracking.uri=http://127.0.0.1:9/", 3, "(tracking.uri) did not answer within 2 s"),
+    ("ray.address=127.0.0.1:1", 3, "(ray.address) did not answer within 2 s"),
+    ("ray.num_cpus=-1", 2, "config key 'ray.num_cpus' = -1"),
+    ("seed=range(0,5,0)", 2, "config key 'seed'"),
+    ("sweep.max_run_memory=100M", 2, "fits in 100.0 MiB (sweep.max_run_memory)"),
+    ("++workload.callers={sm:{kind:secretmem,rate_per_s:1e9}}", 2, "config key 'workload.callers.sm.rate_per_s'"),
+    ("policy.release=4k", 2, "config key 'policy.release'"),
+])
+def test_bad_service_settings_fail_in_one_line_before_the_store(tmp_path, override, code, needle):
+    (tmp_path / "afile").touch()
+    e = dict(os.environ)
+    e.pop("MLFLOW_TRACKING_URI", None)
+    args = _args(tmp_path, None, *TINY, "seed=0,1", "tracking.connect_timeout_s=2") + [override.replace("{tmp}", str(tmp_path))]
+    p = subprocess.run(args, cwd=tmp_path, env=e, capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert p.returncode == code and len(lines) == 1 and lines[0].startswith("error: "), p.stdout + p.stderr
+    assert needle in lines[0], lines[0]
+    assert not (tmp_path / "mlflow.db").exists()
+    assert "Started a local Ray instance" not in p.stdout + p.stderr
+
+
+def test_identical_resolved_configs_run_once(tmp_path, ray_address):
+    """policy=none ignores max_blocks: its two jobs are one config (max_blocks at the preset's value)."""
+    p = run_cli(tmp_path, ray_address, *TINY, "policy=none,unmapped_cache", "policy.max_blocks=16,64",
+                "tracking.picture=false")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "4 configs: 3 done, 0 failed, 1 skipped" in p.stdout
+    _, children = runs(tmp_path)
+    assert sorted((r.data.params["policy.name"], r.data.params["policy.max_blocks"]) for r in children) == \
+        [("none", "0"), ("unmapped_cache", "16"), ("unmapped_cache", "64")]
