@@ -208,7 +208,11 @@ def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str
 
             ray.shutdown()
         if claims:  # claimed and not recorded (interrupted): this attempt's own unfinished runs
-            tracker.discard(list(claims.values()))
+            try:
+                tracker.discard(list(claims.values()))
+            except Exception as e:  # the store is down: the next attempt removes them (dead lease)
+                print(f"could not remove {len(claims)} unfinished claim(s): {str(e).splitlines()[0][:200]}",
+                      file=sys.stderr)
         attempt.stop()
         recorded = _sync_ledger(tracker, ledger, unique)
         for j in jobs:
