@@ -113,6 +113,9 @@ class Runtime:
                 continue
             if not lo <= value <= hi:
                 raise ConfigError(key, value, f"{lo} <= value <= {hi}")
+        for key, value in (("tracking.experiment", self.tracking.experiment), ("sweep.name", self.sweep.name)):
+            if not str(value).strip():
+                raise ConfigError(key, value, "a non-empty name")
         if self.sweep.max_run_memory is not None:
             from sim.memory import parse_bytes
 
