@@ -350,9 +350,11 @@ def test_bulk_writer_knows_the_mlflow_schema(tmp_path):
         tr.BULK_SCHEMA_REVISIONS.update(saved)
 
 
-def test_sigterm_ends_the_sweep_cleanly(tmp_path):
-    """SIGTERM mid-sweep: in-flight tasks cancelled, this attempt's unfinished claims removed, the
-    parent run KILLED, one summary line, exit 143, and the local Ray instance it started gone."""
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_ends_the_sweep_cleanly(tmp_path, sig, code):
+    """SIGTERM / SIGINT mid-sweep: in-flight tasks cancelled, this attempt's unfinished claims
+    removed, the parent run KILLED, one summary line, exit 143 / 130, and the local Ray instance
+    it started gone."""
     import psutil
 
     ov = ["machine=small", "workload=idle", "workload.duration_s=300", "policy=none", "seed=range(20)",
@@ -373,10 +375,10 @@ def test_sigterm_ends_the_sweep_cleanly(tmp_path):
     time.sleep(3)
     kids = psutil.Process(proc.pid).children(recursive=True)
     assert proc.poll() is None and kids, "the sweep did not start its Ray instance"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, out + err
-    assert "Traceback" not in err and "interrupted by SIGTERM" in err, err
+    assert proc.returncode == code, out + err
+    assert "Traceback" not in err and f"interrupted by {sig.name}" in err, err
     _, parents = runs(tmp_path, "parent")
     assert [r.info.status for r in parents] == ["KILLED"]
     _, every = runs(tmp_path, role=None)
