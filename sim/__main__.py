@@ -49,6 +49,9 @@ def run(cfg: DictConfig) -> dict:
     from .simulate import simulate
 
     sc = to_sim_config(cfg)  # validate before any work
+    from . import memory
+
+    memory.check(sc, *memory.limit_from_env())  # and refuse a run that cannot fit
     out = Path(HydraConfig.get().runtime.output_dir)
     duration = float(sc.workload.duration_s)
     bar = tqdm(total=duration, unit="s", unit_scale=True, desc="simulated", file=sys.stderr,
@@ -75,13 +78,17 @@ register_configs()
 
 @hydra.main(config_path=str(conf_dir()), config_name="config", version_base=None)
 def _app(cfg: DictConfig) -> None:
-    run(cfg)
+    try:
+        run(cfg)
+    except ConfigError as e:  # caught here: Hydra would print it under its own traceback
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main() -> None:
     try:
         _app()
-    except ConfigError as e:  # hydra re-raises; make it one clear line
+    except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

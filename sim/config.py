@@ -8,6 +8,7 @@ and the step API's `MachineConfig(...)` all share one definition.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -44,7 +45,9 @@ class ConfigError(ValueError):
 class MachineConfig:
     """The simulated machine: one zone of RAM mapped by the x86-64 direct map."""
 
-    mem_mib: int = field(default=16384, metadata=rng(64, 16 * 1024 * 1024))
+    # the smallest machine that boots: one pageblock (2 MiB) with kernel_image_mib=0; with the
+    # kernel image, 2 x (kernel_phys_start_mib + kernel_image_mib) = 96 MiB by default
+    mem_mib: int = field(default=16384, metadata=rng(2, 16 * 1024 * 1024))
     direct_gbpages: bool = True
     cpus: int = field(default=4, metadata=rng(1, 1024))
     # per-CPU page lists for order-0 pages (mm/page_alloc.c rmqueue_pcplist/free_unref_page).
@@ -144,6 +147,24 @@ class WorkloadConfig:
 # ---------------------------------------------------------------------------
 # policy (how __GFP_UNMAPPED users get their pages)
 
+SHRINKER_KNOBS = ("shrink_below_high_wmark_pct", "shrink_above_free_pages", "shrink_interval_ms", "shrink_on_reclaim",
+                  "keep_free_pages", "batch_pages")
+# The PolicyConfig knobs each policy reads (sim/policy.py, sim/cache.py). A knob a policy does not
+# read must keep the value of conf/policy/<name>.yaml (or PolicyConfig's default): setting it is an
+# error that lists the policy's knobs. A new policy is one line here (plus its code and yaml).
+POLICY_KNOBS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "unmapped_cache": ("max_blocks", "release", "capture_pte_mapped_frees", "refill_lower_orders", "collapse",
+                       *SHRINKER_KNOBS),
+    "migratetype": ("collapse", *(k for k in SHRINKER_KNOBS if k != "keep_free_pages")),
+    "grouped_pages": ("max_blocks", "release", "collapse", *SHRINKER_KNOBS),
+    "prog_pack": ("max_blocks", "collapse", *SHRINKER_KNOBS),
+    "execmem_rox": ("max_blocks", "collapse", *SHRINKER_KNOBS),
+    "freetype": (),  # ALLOC_UNMAPPED: no cache, no shrinker, never collapsed
+}
+assert set(POLICY_KNOBS) == set(POLICIES), "POLICY_KNOBS must list every policy of layout.POLICIES"
+
+
 @dataclass
 class PolicyConfig:
     """How __GFP_UNMAPPED users (callers with `unmapped: true`) get their pages.
@@ -233,6 +254,13 @@ def _validate_ranges(key: str, ranges, mem_kb: int) -> None:
 
 
 def validate_machine(m: MachineConfig, prefix: str = "machine.") -> MachineConfig:
+    lo, hi = MachineConfig.__dataclass_fields__["mem_mib"].metadata["range"]
+    kernel_end = m.kernel_phys_start_mib + m.kernel_image_mib
+    if isinstance(m.mem_mib, int) and not isinstance(m.mem_mib, bool) and isinstance(kernel_end, int) \
+            and 2 * kernel_end > lo and lo <= m.mem_mib < 2 * kernel_end:
+        raise ConfigError(prefix + "mem_mib", m.mem_mib,
+                          f"[{2 * kernel_end}, {hi}] (at least twice kernel_phys_start_mib + kernel_image_mib "
+                          f"= {kernel_end} MiB: the kernel image sits in the lower half)")
     _validate_dataclass(m, prefix)
     mem_kb = m.mem_mib * 1024
     for name in ("holes", "reserved", "pte_mapped"):
@@ -269,8 +297,45 @@ def validate_caller(c: CallerConfig, key: str) -> None:
         raise ConfigError(key + ".fill_to", c.fill_to, f"[{c.fill_from} (fill_from), 1]")
 
 
+@functools.lru_cache(maxsize=None)
+def policy_baseline(name: str) -> dict[str, Any]:
+    """The knob values of policy `name` as composed from its preset (conf/policy/<name>.yaml)."""
+    from .paths import conf_dir
+
+    out = {f.name: getattr(PolicyConfig(), f.name) for f in dataclasses.fields(PolicyConfig)}
+    path = conf_dir() / "policy" / f"{name}.yaml"
+    if path.is_file():
+        import yaml
+
+        out.update({k: v for k, v in (yaml.safe_load(path.read_text()) or {}).items() if k in out})
+    return out
+
+
+def unused_knobs(p: PolicyConfig) -> list[str]:
+    """Knobs set (away from both the policy's preset and PolicyConfig's default) that policy
+    `p.name` does not read."""
+    if p.name not in POLICY_KNOBS:
+        return []
+    base, dflt, used = policy_baseline(p.name), policy_baseline(""), POLICY_KNOBS[p.name]
+    return [k for k in base if k != "name" and k not in used and getattr(p, k) not in (base[k], dflt[k])]
+
+
+def reset_unused_knobs(p: PolicyConfig, keys=None) -> PolicyConfig:
+    """`p` with the knobs its policy does not read (of `keys`, or all) back at the preset's values."""
+    bad = [k for k in unused_knobs(p) if keys is None or k in keys]
+    if not bad:
+        return p
+    base = policy_baseline(p.name)
+    return dataclasses.replace(p, **{k: type(getattr(p, k))(base[k]) for k in bad})
+
+
 def validate_policy(p: PolicyConfig, prefix: str = "policy.") -> PolicyConfig:
     _validate_dataclass(p, prefix)
+    bad = unused_knobs(p)
+    if bad:
+        knobs = ", ".join(POLICY_KNOBS[p.name]) or "none"
+        raise ConfigError(prefix + bad[0], getattr(p, bad[0]),
+                          f"unset: policy {p.name} does not use it (its knobs: {knobs})")
     if p.name == "grouped_pages" and p.release != "4k":
         raise ConfigError(prefix + "release", p.release, "4k for grouped_pages (it frees single 4K pages)")
     return p

@@ -33,10 +33,26 @@ from .layout import (
 )
 
 
-def _migratetype(name: str) -> int:
-    if name not in MIGRATETYPES or MIGRATETYPES[name] >= MIGRATE_PCPTYPES:
-        raise ValueError(f"migratetype {name!r}: allowed unmovable, movable, reclaimable")
+def _migratetype(name: str, allow_unmapped: bool = False) -> int:
+    ok = [n for n, i in MIGRATETYPES.items() if i < MIGRATE_PCPTYPES or allow_unmapped]
+    if not isinstance(name, str) or name not in ok:
+        raise ValueError(f"migratetype={name!r}: allowed {', '.join(ok)}")
     return MIGRATETYPES[name]
+
+
+def _int(arg: str, value, lo: int, hi: int) -> int:
+    """An integer argument in [lo, hi] (no bools, no floats: 1.5 is not an order)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{arg}={value!r}: allowed an integer in [{lo}, {hi}]")
+    if not lo <= int(value) <= hi:
+        raise ValueError(f"{arg}={value}: allowed [{lo}, {hi}]")
+    return int(value)
+
+
+def _bool(arg: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{arg}={value!r}: allowed True or False")
+    return bool(value)
 
 
 class Machine:
@@ -47,16 +63,26 @@ class Machine:
         self.policy = validate_policy(policy or PolicyConfig())
         self.state = freetype_state(pack_state(boot(self.config), self.policy.name), self.policy.name)
         policy_params(self.state, self.policy)
-        self.cpu = 0
+        self._cpu = 0
+        self._pack_allocs: dict[int, int] = {}  # live bpf_prog_pack handles -> chunks
+
+    @property
+    def cpu(self) -> int:
+        """The CPU the next calls run on (its per-CPU lists)."""
+        return self._cpu
+
+    @cpu.setter
+    def cpu(self, value: int) -> None:
+        self._cpu = _int("cpu", value, 0, self.config.cpus - 1)
         self._moved: dict[int, int] = {}  # first pfn of a block -> where migration put it
         self.compact_result: str | None = None
 
     # --- page allocator ----------------------------------------------------------
     def alloc_pages(self, order: int, migratetype: str = "unmovable", unmapped: bool = False):
         """alloc_pages(gfp, order): the first pfn of the block, or None (allocation failure)."""
-        if not 0 <= int(order) <= MAX_PAGE_ORDER:
-            raise ValueError(f"order {order}: allowed 0..{MAX_PAGE_ORDER} (MAX_PAGE_ORDER)")
+        order = _int("order", order, 0, MAX_PAGE_ORDER)
         mt = _migratetype(migratetype)
+        unmapped = _bool("unmapped", unmapped)
         s = self.state
         s.var[V_CPU] = self.cpu
         if unmapped:  # __GFP_UNMAPPED: through the policy
@@ -81,17 +107,25 @@ class Machine:
     def free_pages(self, pfn: int, order: int) -> None:
         """__free_pages(page, order). The block must be allocated with that order."""
         s = self.state
-        self._check_range(pfn, 1)
-        if not (s.pg_flags[pfn] & PG_ALLOC) or int(s.pg_order[pfn]) != int(order):
-            raise ValueError(f"free_pages(pfn={pfn}, order={order}): not an allocated block of that order")
+        pfn = _int("pfn", pfn, 0, self.nr_pages - 1)
+        order = _int("order", order, 0, MAX_PAGE_ORDER)
+        if not (s.pg_flags[pfn] & PG_ALLOC):
+            raise ValueError(f"pfn={pfn}: not the first page of an allocated block (double free?)")
+        if int(s.pg_order[pfn]) != order:
+            raise ValueError(f"order={order}: the block at pfn {pfn} was allocated with order {int(s.pg_order[pfn])}")
+        if pfn in self._live_packs():
+            raise ValueError(f"pfn={pfn}: a live bpf_prog_pack (freed by bpf_prog_pack_free of its images)")
+        if order == 0 and ((s.pmd_pt == pfn).any() or (s.pud_pt == pfn).any()):
+            raise ValueError(f"pfn={pfn}: a page table of the direct map (split_large_page), not the caller's")
         s.var[V_CPU] = self.cpu
         if not policy_free(s, int(pfn), int(order)):  # a cache's block, or captured
             free_pages(s, int(pfn), int(order), self.cpu)
 
     def shrink(self, nr_to_scan: int | None = None) -> int:
         """Run the policy's shrinker; returns the pages released to the page allocator."""
+        n = 0 if nr_to_scan is None else _int("nr_to_scan", nr_to_scan, 0, 1 << 62)
         self.state.var[V_CPU] = self.cpu
-        return int(policy_shrink(self.state, int(nr_to_scan or 0)))
+        return int(policy_shrink(self.state, n))
 
     # --- compaction (mm/compaction.c) ------------------------------------------------
     def compact(self, order: int = 9, migratetype: str = "movable") -> dict[int, int]:
@@ -99,8 +133,7 @@ class Machine:
         suitability checks and deferral update (a run that ends with the scanners meeting
         defers the order). Returns the moves {old pfn: new pfn}; `compact_result` names the
         result (success, complete, skipped, not_suitable_zone)."""
-        if not 0 <= int(order) <= MAX_PAGE_ORDER:
-            raise ValueError(f"order {order}: allowed 0..{MAX_PAGE_ORDER} (MAX_PAGE_ORDER)")
+        order = _int("order", order, 0, MAX_PAGE_ORDER)
         mt = _migratetype(migratetype)
         s = self.state
         s.var[V_CPU] = self.cpu
@@ -145,9 +178,8 @@ class Machine:
         if not is_code_pack(self.policy.name):
             raise ValueError(f"bpf_prog_pack needs a code-pack policy ({', '.join(CODE_PACKS)}), "
                              f"not {self.policy.name!r}")
-        if not 1 <= int(size) <= BPF_PROG_PACK_SIZE:
-            raise ValueError(f"size {size}: allowed 1..{BPF_PROG_PACK_SIZE} bytes (larger images take whole pages)")
-        return int(bytes_to_chunks(int(size)))
+        size = _int("size", size, 1, BPF_PROG_PACK_SIZE)  # larger images take whole pages
+        return int(bytes_to_chunks(size))
 
     def bpf_prog_pack_alloc(self, size: int):
         """bpf_prog_pack_alloc(size): a handle for the image's chunks, or None (no memory)."""
@@ -156,15 +188,29 @@ class Machine:
         h = int(bpf_prog_pack_alloc(self.state, nbits))
         if h == NOT_SERVED:
             raise RuntimeError("no new pack: the policy's max_blocks or the model's pack slots are used up")
-        return h if h <= PACK_HANDLE_BASE else None
+        if h > PACK_HANDLE_BASE:
+            return None
+        self._pack_allocs[h] = nbits
+        return h
 
     def bpf_prog_pack_free(self, handle: int, size: int) -> None:
-        """bpf_prog_pack_free(ptr, size): an empty pack is freed (module_memfree / execmem_free)."""
+        """bpf_prog_pack_free(ptr, size): an empty pack is freed (module_memfree / execmem_free).
+        The handle must be live and the size the one it was allocated with (the kernel trusts
+        both; a wrong one would clear another image's chunks or leak a pack)."""
         nbits = self._pack_chunks(size)
-        if int(handle) > PACK_HANDLE_BASE:
-            raise ValueError(f"{handle} is not a bpf_prog_pack handle")
+        if isinstance(handle, (bool, np.bool_)) or not isinstance(handle, (int, np.integer)) \
+                or int(handle) not in self._pack_allocs:
+            raise ValueError(f"handle={handle!r}: not a live bpf_prog_pack_alloc handle (double free?)")
+        if self._pack_allocs[int(handle)] != nbits:
+            raise ValueError(f"size={size}: the image at handle {handle} was allocated with "
+                             f"{self._pack_allocs[int(handle)]} chunks of 64 bytes, this size is {nbits}")
+        del self._pack_allocs[int(handle)]
         self.state.var[V_CPU] = self.cpu
         bpf_prog_pack_free(self.state, int(handle), nbits)
+
+    def _live_packs(self) -> set[int]:
+        s = self.state
+        return {int(s.pack_pfn[k]) for k in s.pack_list[:int(s.var[V_PACK_COUNT])]}
 
     def bpf_prog_packs(self) -> list[tuple[int, int]]:
         """Live packs in list order: (first pfn, 64-byte chunks in use)."""
@@ -176,13 +222,17 @@ class Machine:
         drain_all_pages(self.state)
 
     # --- direct map (CPA) ----------------------------------------------------------
+    @property
+    def nr_pages(self) -> int:
+        return self.config.mem_mib * 256
+
     def _check_range(self, pfn: int, n: int) -> None:
-        if n < 1 or pfn < 0 or pfn + n > self.config.mem_mib * 256:
-            raise ValueError(f"pfn range [{pfn}, {pfn + n}) is outside the machine's memory")
+        pfn = _int("pfn", pfn, 0, self.nr_pages - 1)
+        _int("numpages", n, 1, self.nr_pages - pfn)
 
     def _cpa(self, pfn: int, n: int, mask_set: int, mask_clr: int, collapse: bool = False, flush: bool = True) -> int:
         """set_memory_* on direct-map addresses (cpa_flush; no alias), or a *_noflush call."""
-        self._check_range(int(pfn), int(n))
+        self._check_range(pfn, n)
         self.state.var[V_CPU] = self.cpu
         if not flush:
             return int(change_page_attr(self.state, int(pfn), int(n), mask_set, mask_clr, collapse))
@@ -230,7 +280,7 @@ class Machine:
 
     def mapping_level(self, pfn: int) -> int:
         """Page size mapping pfn in the direct map: 3 = 1G, 2 = 2M, 1 = 4K, 0 = unmapped."""
-        self._check_range(int(pfn), 1)
+        self._check_range(pfn, 1)
         return int(mapping_level(self.state, int(pfn)))
 
     @property
@@ -265,13 +315,15 @@ class Machine:
         return v
 
     def pageblock_migratetype(self, pfn: int) -> str:
-        return MIGRATETYPE_NAMES[int(self.state.pb_mt[int(pfn) >> 9])]
+        pfn = _int("pfn", pfn, 0, self.nr_pages - 1)
+        return MIGRATETYPE_NAMES[int(self.state.pb_mt[pfn >> 9])]
 
     def free_list(self, order: int, migratetype: str) -> list[int]:
         """The pfns on one buddy free list, head first (free_area[order].free_list[mt])."""
         from .invariants import walk_list
 
-        return walk_list(self.state, self.state.free_head[int(order), MIGRATETYPES[migratetype]])
+        order = _int("order", order, 0, MAX_PAGE_ORDER)
+        return walk_list(self.state, self.state.free_head[order, _migratetype(migratetype, allow_unmapped=True)])
 
     def check(self) -> list[str]:
         """Recount everything from the arrays; a list of violated invariants (empty if none)."""

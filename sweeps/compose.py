@@ -25,12 +25,13 @@ from typing import Any, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 import sim
-from sim.config import ConfigError, SimConfig, validate
+from sim.config import POLICY_KNOBS, ConfigError, SimConfig, policy_baseline, reset_unused_knobs, validate
 
 from .hashing import config_hash
 from .schema import RUNTIME_KEYS
 
 SIM_KEYS = tuple(f.name for f in dataclasses.fields(SimConfig))
+_KNOB_NAMES = {f.name for f in dataclasses.fields(sim.config.PolicyConfig)} - {"name"}
 
 
 _KEY = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*"
@@ -97,6 +98,7 @@ class Job:
     sc: SimConfig
     hash: str
     params: dict[str, Any]  # override key (or group) -> resolved value (or group choice)
+    mem: int = 0  # estimated peak memory of the run, bytes (sim.memory), the Ray task's request
 
 
 @dataclass
@@ -262,6 +264,7 @@ class Composer:
     _combos: dict = field(default_factory=dict)
     _groups: Optional[set] = None
     _memo: dict = field(default_factory=dict)  # canonical JSON of shared sub-configs (hashing.py)
+    swept_knobs: set = field(default_factory=set)  # policy knobs with more than one value in the sweep
 
     def __post_init__(self):
         from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -343,8 +346,16 @@ class Composer:
                     OmegaConf.update(dc, o.key_or_group, o.value(), merge=True)
                 except Exception as e:  # omegaconf's message names the key
                     raise ConfigError(o.key_or_group, o.value(), f"a valid value ({e})") from e
+            name = dc.policy.name
+            for k in self.swept_knobs:  # a swept knob this job's policy does not read: its preset value
+                if k not in POLICY_KNOBS.get(name, (k,)):
+                    OmegaConf.update(dc, f"policy.{k}", policy_baseline(name)[k])
             sc = sim.to_sim_config(dc)
         else:
+            if self.swept_knobs:
+                p = reset_unused_knobs(sc.policy, self.swept_knobs)
+                if p is not sc.policy:
+                    sc = dataclasses.replace(sc, policy=p)
             validate(sc)
         for o in values:
             v = _get(sc, o.key_or_group.split("."))
@@ -364,6 +375,16 @@ class Composer:
 
     def _compose_all(self, job_overrides: Sequence[Sequence[str]], initial_idx: int) -> list[Job]:
         t0 = time.perf_counter()
+        # policy knobs swept across policies (policy=none,unmapped_cache policy.max_blocks=16,64): in
+        # the jobs of a policy that does not read the knob it keeps its preset value, so those jobs
+        # are one config, run once. Set for the whole sweep, such a knob is an error as for `sim`.
+        seen: dict[str, set] = {}
+        for ovs in job_overrides:
+            for s in ovs:
+                m = _SIMPLE.match(s)
+                if m and m.group(1).startswith("policy.") and m.group(1)[7:] in _KNOB_NAMES:
+                    seen.setdefault(m.group(1)[len("policy."):], set()).add(m.group(2))
+        self.swept_knobs = set(seen)
         runtime_vals: dict[str, set] = {}
         jobs = []
         for i, ovs in enumerate(job_overrides):
@@ -375,6 +396,12 @@ class Composer:
                 jobs.append(self.compose_job(initial_idx + i, ovs))
             except ConfigError as e:
                 raise ConfigError(e.key, e.value, f"{e.allowed} [job #{initial_idx + i}: {' '.join(ovs)}]") from e
+        for k, vals in seen.items():  # a knob none of the sweep's policies reads
+            names = sorted({j.sc.policy.name for j in jobs})
+            if jobs and not any(k in POLICY_KNOBS.get(n, (k,)) for n in names):
+                raise ConfigError(f"policy.{k}", sorted(vals)[0] if len(vals) == 1 else sorted(vals),
+                                  f"unset: no policy of this sweep ({', '.join(names)}) uses it "
+                                  f"(knobs: {'; '.join(n + ': ' + (', '.join(POLICY_KNOBS.get(n, ())) or 'none') for n in names)})")
         for k, v in runtime_vals.items():
             if len(v) > 1:
                 raise ConfigError(k, sorted(v), "one value for the whole sweep (service settings cannot be swept)")

@@ -39,6 +39,22 @@ def start_ray(ray_conf) -> bool:
     return True
 
 
+def check_fits(chunks) -> None:
+    """Every task's memory request fits on some node (else Ray would wait for one forever)."""
+    import ray
+
+    from sim.config import ConfigError
+    from sim.memory import fmt_bytes
+
+    largest = max((n.get("Resources", {}).get("memory", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+    for ch in chunks:
+        for j in ch:
+            if largest and getattr(j, "mem", 0) > largest:
+                raise ConfigError("sweep (run memory)", fmt_bytes(j.mem),
+                                  f"at most the largest Ray node's memory resource, {fmt_bytes(largest)} "
+                                  f"[job #{j.idx}: {' '.join(j.overrides)}]")
+
+
 def cluster_cpus() -> int:
     import ray
 
@@ -54,12 +70,12 @@ def plan(n_jobs: int, cpus: int, chunk_size: int, max_in_flight: int) -> tuple[i
 
 
 def execute(jobs: Sequence, ray_conf, opts: dict, on_chunk: Callable[[list, list], None],
-            chunk_size: int = 0, max_in_flight: int = 0, progress: Optional[Callable] = None) -> ExecStats:
+            chunk_size: int = 0, max_in_flight: int = 0, progress: Optional[Callable] = None,
+            check: Callable[[], None] = lambda: None) -> ExecStats:
     """Run `jobs` (each with .hash and .sc); `on_chunk(jobs, results)` is called in the driver
     for every finished chunk. A chunk whose task fails after Ray's retries (worker lost,
     out of memory...) is reported as failed runs."""
     import ray
-    from ray.exceptions import RayError
 
     from .tasks import remote_run_chunk
 
@@ -68,6 +84,7 @@ def execute(jobs: Sequence, ray_conf, opts: dict, on_chunk: Callable[[list, list
     cs, window = plan(len(jobs), cluster_cpus(), chunk_size, max_in_flight)
     chunks = [list(jobs[i:i + cs]) for i in range(0, len(jobs), cs)]
     fn = remote_run_chunk(ray_conf.max_retries)
+    check_fits(chunks)
     opts_ref = ray.put(opts)
     pending: dict = {}
     nxt = 0
@@ -77,14 +94,34 @@ def execute(jobs: Sequence, ray_conf, opts: dict, on_chunk: Callable[[list, list
         ts = time.perf_counter()
         while nxt < len(chunks) and len(pending) < window:
             ch = chunks[nxt]
-            pending[fn.remote([(j.hash, j.sc) for j in ch], opts_ref)] = ch
+            need = max((getattr(j, "mem", 0) for j in ch), default=0)  # a task runs its chunk's runs one by one
+            f = remote_run_chunk(ray_conf.max_retries, need) if need > 0 else fn
+            pending[f.remote([(j.hash, j.sc) for j in ch], opts_ref)] = ch
             nxt += 1
             st.tasks += 1
         st.submit_s += time.perf_counter() - ts
 
+    try:
+        _loop(pending, fill, on_chunk, st, check)
+    except BaseException:  # interrupted (SIGTERM / SIGINT) or the recording failed: stop the tasks
+        for ref in pending:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:
+                pass
+        raise
+    st.wall_s = time.perf_counter() - t0
+    return st
+
+
+def _loop(pending: dict, fill, on_chunk, st: ExecStats, check) -> None:
+    import ray
+    from ray.exceptions import RayError
+
     fill()
     while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=None)
+        check()  # a signal noted by the driver's handler ends the loop here
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
         for ref in ready:
             ch = pending.pop(ref)
             try:
@@ -102,5 +139,3 @@ def execute(jobs: Sequence, ray_conf, opts: dict, on_chunk: Callable[[list, list
             st.callback_s += dt
             if busy:
                 st.callback_overlapped_s += dt
-    st.wall_s = time.perf_counter() - t0
-    return st

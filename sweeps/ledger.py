@@ -1,4 +1,6 @@
-"""The ledger: which configs (by hash) are recorded, as parquet files under one folder.
+"""The ledger: a local cache of which configs (by hash) are recorded, as parquet files under one
+folder. The store is the source of truth (sweeps/claims.py): a sweep skips what the store has
+recorded, and rows missing here are rebuilt from the store (service._sync_ledger).
 
 Append-safe: every batch of results is one new part file (written to a temporary name, then
 renamed, so a killed driver leaves whole files only); `compact()` merges the parts into one
@@ -36,7 +38,15 @@ class Ledger:
         files = self.parts()
         if not files:
             return pl.DataFrame(schema=SCHEMA)
-        df = pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed")
+        dfs = []
+        for f in files:
+            try:
+                dfs.append(pl.read_parquet(f))
+            except FileNotFoundError:  # compacted away by a concurrent sweep sharing this ledger
+                pass
+        if not dfs:
+            return pl.DataFrame(schema=SCHEMA)
+        df = pl.concat(dfs, how="vertical_relaxed")
         return (df.sort("recorded_at").unique(subset="hash", keep="last", maintain_order=True))
 
     def latest(self) -> dict[str, dict]:
@@ -55,9 +65,7 @@ class Ledger:
         df = pl.DataFrame([{k: r.get(k) for k in SCHEMA} for r in rows], schema=SCHEMA)
         self._seq += 1
         name = f"part-{time.time_ns()}-{os.getpid()}-{self._seq:06d}-{uuid.uuid4().hex[:6]}.parquet"
-        tmp = self.dir / ("." + name + ".tmp")
-        df.write_parquet(tmp)
-        os.replace(tmp, self.dir / name)
+        _write(df, self.dir / name)
         return self.dir / name
 
     def compact(self) -> None:
@@ -66,8 +74,18 @@ class Ledger:
             return
         df = self.read()
         name = f"compact-{time.time_ns()}-{os.getpid()}.parquet"
-        tmp = self.dir / ("." + name + ".tmp")
-        df.write_parquet(tmp)
-        os.replace(tmp, self.dir / name)
+        _write(df, self.dir / name)
         for f in files:
             f.unlink(missing_ok=True)
+
+
+def _write(df: pl.DataFrame, path: Path) -> None:
+    """Whole files only: written to a temporary name, renamed; the temporary file is removed
+    when writing fails (a full disk)."""
+    tmp = path.with_name("." + path.name + ".tmp")
+    try:
+        df.write_parquet(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -71,6 +71,21 @@ def ts_key(column: str) -> str:
     return TS + (f"{column}_{unit}" if unit else column)
 
 
+def counter_name(key: str):
+    """The counter a final metric key was written for (the inverse of `final_metrics`), or None
+    for keys that are not a counter: time series, scaled headline copies, the run's perf/wall_s
+    and perf/compile_s."""
+    if key.startswith(TS) or key in (PERF + "wall_s", PERF + "compile_s"):
+        return None
+    if key.startswith(HEADLINE):
+        k = key[len(HEADLINE):]
+        return next((c for c, (hk, scale) in HEADLINE_METRICS.items() if hk == k and scale == 1.0), None)
+    _group, sep, name = key.partition("/")
+    if not sep:
+        return key
+    return next((c for c, unit in _UNITS.items() if unit and name == f"{c}_{unit}"), name)
+
+
 def final_metrics(counters: dict) -> dict[str, float]:
     """Every final metric of a run: the headline first, then each counter under its group."""
     out = {HEADLINE + k: v for k, v in headline(counters).items()}

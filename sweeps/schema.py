@@ -36,6 +36,7 @@ class TrackingConf:
         "unmapped_cache_stranded_pages", "tlb_flush_kernel_range", "tlb_flush_kernel_pages", "tlb_flush_all"])
     picture: bool = True  # direct-map PNG per run (rendered in the worker)
     timeseries_artifact: bool = True  # full-resolution time series parquet per run
+    connect_timeout_s: float = 5.0  # the tracking store and the Ray address must answer within this
 
 
 @dataclass
@@ -54,6 +55,11 @@ class SweepConf:
     plot_x: list[str] = field(default_factory=list)  # x axes for plots; []: every numeric swept key
     progress: bool = True
     dry_run: bool = False  # compose and validate every job, print the count, run nothing
+    # exactly once across concurrent sweeps (sweeps/claims.py, sweeps/lease.py)
+    lease_s: float = 60.0  # a claim of a driver that stopped renewing its lease this long is dead
+    claim_settle_s: float = 2.0  # tracking servers (no transactions): wait before reading claims back
+    wait_poll_s: float = 2.0  # how often to look at configs another live sweep is running
+    max_run_memory: Optional[str] = None  # e.g. 8G: refuse runs estimated above it (sim/memory.py)
 
 
 def register() -> None:
@@ -100,6 +106,27 @@ class Runtime:
                                    ("ray.max_retries", self.ray.max_retries, -1, 100),  # -1: forever
                                    ("sweep.chunk_size", self.sweep.chunk_size, 0, 1 << 20),
                                    ("sweep.max_in_flight", self.sweep.max_in_flight, 0, 1 << 20),
-                                   ("sweep.top", self.sweep.top, 0, 1 << 20)):
+                                   ("sweep.top", self.sweep.top, 0, 1 << 20),
+                                   ("ray.num_cpus", self.ray.num_cpus, 1, 1 << 16),
+                                   ("tracking.connect_timeout_s", self.tracking.connect_timeout_s, 0.1, 600),
+                                   ("sweep.lease_s", self.sweep.lease_s, 5, 86400),
+                                   ("sweep.claim_settle_s", self.sweep.claim_settle_s, 0, 600),
+                                   ("sweep.wait_poll_s", self.sweep.wait_poll_s, 0.05, 600)):
+            if value is None and key == "ray.num_cpus":  # all cores
+                continue
             if not lo <= value <= hi:
                 raise ConfigError(key, value, f"{lo} <= value <= {hi}")
+        for key, value in (("tracking.experiment", self.tracking.experiment), ("sweep.name", self.sweep.name)):
+            if not str(value).strip():
+                raise ConfigError(key, value, "a non-empty name")
+        if self.sweep.max_run_memory is not None:
+            from sim.memory import parse_bytes
+
+            try:
+                ok = parse_bytes(self.sweep.max_run_memory) > 0
+            except (ValueError, IndexError):
+                ok = False
+            if not ok:
+                raise ConfigError("sweep.max_run_memory", self.sweep.max_run_memory, "a size such as 512M, 8G")
+        if self.ray.address is not None and not str(self.ray.address).strip():
+            raise ConfigError("ray.address", self.ray.address, "host:port, ray://host:port or auto")

@@ -14,7 +14,10 @@ from typing import Any, Optional, Sequence
 
 from omegaconf import OmegaConf
 
+from . import claims as claims_mod
+from . import preflight, signals
 from .compose import ComposeStats, Composer
+from .lease import Attempt
 from .ledger import DONE, FAILED, Ledger
 from .schema import Runtime
 
@@ -115,36 +118,36 @@ def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str
         S.job_status = ["dry_run"] * len(jobs)
         LAST = S
         return S
-    # 2. the MLflow store and experiment, created once by the driver before any worker starts
+    # 2. each run's memory (estimated from its config) must fit; what must be writable, checked
+    #    before the store is touched
+    _check_memory(jobs, rt)
+    out_dir = Path(rt.sweep.out_dir or (master_config.hydra.sweep.dir if "hydra" in master_config
+                                        else "multirun/sweep"))
+    ledger_root = Path(rt.sweep.ledger_dir or default_ledger_dir())
+    preflight.writable_dir("sweep.out_dir", out_dir)
+    preflight.writable_dir("sweep.ledger_dir", ledger_root)
     uri = _absolute_sqlite(rt.tracking.uri or default_tracking_uri())
     S.tracking_uri = uri
+    preflight.check_tracking(uri, rt.tracking.connect_timeout_s)
+    preflight.check_ray(rt.ray, rt.tracking.connect_timeout_s)
+
+    # 3. the MLflow store and experiment, created once by the driver before any worker starts
     default_store = not rt.tracking.uri and not os.environ.get("MLFLOW_TRACKING_URI")
     art_root = rt.tracking.artifact_root or (default_artifact_root() if default_store else None)
     if art_root and not re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", art_root):  # a relative path, not a URI
         art_root = str(Path(art_root).resolve())
     tracker = Tracker(uri, rt.tracking.experiment, art_root, rt.tracking.mode, rt.tracking.client_threads)
-    ledger = Ledger(rt.sweep.ledger_dir or default_ledger_dir(), _store_key(uri, rt.tracking.experiment))
+    ledger = Ledger(ledger_root, _store_key(uri, rt.tracking.experiment))
     ledger.compact()
-    latest = ledger.latest()
 
-    # 3. what to run; runs of this sweep's configs not backed by the ledger are discarded
-    seen, to_run, status = set(), [], {}
-    for j in jobs:
-        lr = latest.get(j.hash)
+    status: dict[int, str] = {}
+    unique, seen = [], set()
+    for j in jobs:  # identical resolved configs run once
         if j.hash in seen:
             status[j.idx] = "duplicate"
-        elif lr and (lr["status"] == DONE or (lr["status"] == FAILED and not rt.sweep.retry_failed)):
-            status[j.idx] = "skipped"
         else:
-            to_run.append(j)
-        seen.add(j.hash)
-    keep = {h: r["run_id"] for h, r in latest.items() if r["status"] == DONE or not rt.sweep.retry_failed}
-    hashes = {j.hash for j in jobs}
-    stale = [rid for h, runs in tracker.children_by_hash().items() if h in hashes
-             for rid, _st in runs if keep.get(h) != rid]
-    if stale:
-        n = tracker.discard(stale)
-        print(f"discarded {n} run(s) left by an interrupted or failed earlier attempt", file=sys.stderr)
+            unique.append(j)
+            seen.add(j.hash)
 
     tracker.set_sweep(jobs)
     commit = git_commit()
@@ -160,27 +163,38 @@ def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str
         else {"mlflow.note.content": note})
     S.parent_run_id = parent
     S.experiment_id = tracker.experiment_id
+    attempt = Attempt(tracker.client.set_tag, tracker.client.delete_tag, parent, rt.sweep.lease_s).start()
+    tracker.attempt_id = attempt.id
 
-    # 4. run and record
-    S.skipped = sum(1 for s in status.values() if s in ("skipped", "duplicate"))
-    bar = tqdm(total=len(to_run), unit="run", desc=f"sweep {rt.sweep.name}", file=sys.stderr,
+    # 4. claim in the store what nobody has recorded or is running, run it, record it; wait for
+    #    configs another live sweep is running (and take over those its driver left unfinished)
+    S.skipped = len(jobs) - len(unique)
+    bar = tqdm(total=len(unique), unit="run", desc=f"sweep {rt.sweep.name}", file=sys.stderr,
                disable=not rt.sweep.progress, dynamic_ncols=True)
     bar.set_postfix(done=0, failed=0, skipped=S.skipped)
     opts = {"checkpoint_dir": str(rt.sweep.checkpoint_dir or default_checkpoint_dir()),
             "timeseries_steps": rt.tracking.timeseries_steps, "timeseries_metrics": list(rt.tracking.timeseries_metrics),
             "picture": rt.tracking.picture,
             "timeseries_artifact": rt.tracking.timeseries_artifact, "fail_if": os.environ.get(FAIL_ENV)}
-    by_hash = {j.hash: j for j in to_run}
+    pending = {j.hash: j for j in unique}
+    claims: dict[str, str] = {}
+    by_status: dict[str, str] = {}  # hash -> done / failed (by this attempt) / skipped
 
     def on_chunk(chunk, results):
         tr = time.perf_counter()
+        by_hash = {j.hash: j for j in chunk}
         pairs = [(by_hash[r["hash"]], r) for r in results]
         tm = time.perf_counter()
-        run_ids = tracker.record(parent, S.sweep_id, pairs)
+        run_ids = tracker.record(parent, S.sweep_id, pairs, claims)
         S.mlflow_s += time.perf_counter() - tm
         rows = []
         for (job, r), rid in zip(pairs, run_ids):
+            claims.pop(job.hash, None)
+            if rid is None:  # our claim was taken over: the config stays pending
+                continue
+            pending.pop(job.hash, None)
             ok = r["ok"]
+            by_status[job.hash] = DONE if ok else FAILED
             rows.append({"hash": job.hash, "status": DONE if ok else FAILED, "error": r.get("error") or "",
                          "run_id": rid, "sweep_id": S.sweep_id, "params": job.params,
                          "metrics": r.get("counters", {}), "wall_s": float(r.get("wall_s", 0.0))})
@@ -189,42 +203,75 @@ def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str
             else:
                 S.failed += 1
                 S.failures.append((" ".join(job.overrides), (r.get("error") or "").split("\n")[0]))
-        ledger.append(rows)  # after the store commit: a ledger row always has its run
+        ledger.append(rows)  # a cache of the store: written after the store commit
         S.record_s += time.perf_counter() - tr
         bar.update(len(results))
         bar.set_postfix(done=S.done, failed=S.failed, skipped=S.skipped)
 
     started = False
-    interrupted = True
+    outcome = "failed"
+    stop = signals.install()
     try:
-        if to_run:
-            if not (rt.ray.address or os.environ.get("RAY_ADDRESS")):
-                from sim.jitcache import expected_compile_s, needs_compile
+        waiting_said = False
+        while pending:
+            stop.check()
+            won, decisions, reaped = tracker.claim(parent, S.sweep_id, attempt.id, list(pending.values()),
+                                                   rt.sweep.retry_failed, rt.sweep.claim_settle_s)
+            if reaped:
+                print(f"removed {reaped} unfinished run(s) left by interrupted attempts", file=sys.stderr)
+            for h, d in decisions.items():
+                if h not in won and d.state in (claims_mod.DONE, claims_mod.FAILED_STATE):
+                    pending.pop(h, None)
+                    by_status[h] = "skipped"
+                    S.skipped += 1
+                    bar.update(1)
+            if won:
+                claims.update(won)
+                if not started:
+                    if not (rt.ray.address or os.environ.get("RAY_ADDRESS")):
+                        from sim.jitcache import expected_compile_s, needs_compile
 
-                if needs_compile():
-                    bar.write(f"compiling the model for this machine, once: about {expected_compile_s()} s "
-                              "(numba; later sweeps load it from the cache)", file=sys.stderr)
-            started = start_ray(rt.ray)
-            S.exec_stats = execute(to_run, rt.ray, opts, on_chunk, rt.sweep.chunk_size, rt.sweep.max_in_flight)
-        interrupted = False
+                        if needs_compile():
+                            bar.write(f"compiling the model for this machine, once: about {expected_compile_s()} s "
+                                      "(numba; later sweeps load it from the cache)", file=sys.stderr)
+                    started = start_ray(rt.ray)
+                    stop.reinstall()  # ray.init installs its own handlers
+                S.exec_stats = execute([pending[h] for h in won], rt.ray, opts, on_chunk, rt.sweep.chunk_size,
+                                       rt.sweep.max_in_flight, check=stop.check)
+                bar.set_postfix(done=S.done, failed=S.failed, skipped=S.skipped)
+            elif pending:
+                if not waiting_said:
+                    print(f"waiting for {len(pending)} config(s) another sweep is running", file=sys.stderr)
+                    waiting_said = True
+                time.sleep(rt.sweep.wait_poll_s)
+            stop.check()
+        outcome = "ok"
+    except signals.Interrupted as e:
+        outcome = e.signame
+        raise
     finally:
+        stop.quiet()
         bar.close()
         if started:
             import ray
 
             ray.shutdown()
-        latest = ledger.latest()
+        if claims:  # claimed and not recorded (interrupted): this attempt's own unfinished runs
+            try:
+                tracker.discard(list(claims.values()))
+            except Exception as e:  # the store is down: the next attempt removes them (dead lease)
+                print(f"could not remove {len(claims)} unfinished claim(s): {str(e).splitlines()[0][:200]}",
+                      file=sys.stderr)
+        attempt.stop()
+        recorded = _sync_ledger(tracker, ledger, unique)
         for j in jobs:
             if j.idx not in status:
-                lr = latest.get(j.hash)
-                status[j.idx] = (lr["status"] if lr and lr["sweep_id"] == S.sweep_id else "pending") if lr else "pending"
+                status[j.idx] = by_status.get(j.hash, "pending")
         S.job_status = [status[j.idx] for j in jobs]
 
         # 5. aggregate: the sweep table (parquet) and plots, logged on the parent run
-        out_dir = Path(rt.sweep.out_dir or (master_config.hydra.sweep.dir if "hydra" in master_config
-                                            else "multirun/sweep"))
         out_dir.mkdir(parents=True, exist_ok=True)
-        df = aggregate.sweep_table(jobs, latest, tracker.names)
+        df = aggregate.sweep_table(jobs, recorded, tracker.names)
         files = []
         result = aggregate.result_lines(df, width=100)
         if not df.is_empty():
@@ -245,11 +292,67 @@ def run_sweep(config_loader, master_config, job_overrides: Sequence[Sequence[str
                    "runs_failed_total": n_failed_total})
         if result:  # the result first: the UI folds a long description after a few lines
             note = "**Result** (mean per policy):\n\n```\n" + "\n".join(result) + "\n```\n\n" + note
-        tracker.finish_parent(parent, files, pm, failed=S.failed > 0 or interrupted, note=note)
+        tracker.finish_parent(parent, files, pm, failed=S.failed > 0 or outcome != "ok", note=note)
+        if outcome in ("SIGTERM", "SIGINT"):
+            tracker.client.set_terminated(parent, "KILLED")
         S.wall_s = time.perf_counter() - t0
         LAST = S
-        _report(S, df, jobs, rt, out)
+        if outcome == "ok":
+            _report(S, df, jobs, rt, out)
+        else:
+            print(f"sweep {rt.sweep.name} ({S.sweep_id}) {'interrupted by ' + outcome if outcome != 'failed' else 'failed'}"
+                  f": {S.done} done, {S.failed} failed, {S.skipped} skipped, {len(pending)} not run; "
+                  f"parent run {parent} {'KILLED' if outcome != 'failed' else 'FAILED'}", file=sys.stderr)
+        stop.restore()
     return S
+
+
+def _check_memory(jobs, rt) -> None:
+    from sim import memory
+
+    limits = []
+    if rt.sweep.max_run_memory:
+        limits.append((memory.parse_bytes(rt.sweep.max_run_memory), "sweep.max_run_memory"))
+    if not (rt.ray.address or os.environ.get("RAY_ADDRESS")):  # a local Ray: this node runs them
+        limits.append((memory.node_memory(), "this node's memory"))
+    ests = {}
+    for j in jobs:
+        if j.hash not in ests:
+            ests[j.hash] = memory.estimate(j.sc).total
+        j.mem = ests[j.hash]
+    for limit, what in limits:
+        for j in jobs:
+            if j.mem > limit:
+                from sim.config import ConfigError
+
+                try:
+                    memory.check(j.sc, limit, what)
+                except ConfigError as e:
+                    raise ConfigError(e.key, e.value, f"{e.allowed} [job #{j.idx}: {' '.join(j.overrides)}]") from None
+
+
+def _sync_ledger(tracker, ledger: Ledger, jobs) -> dict[str, dict]:
+    """The ledger is a cache of the store: rows for runs the store has recorded and the ledger
+    lacks (recorded by another sweep or driver) are rebuilt from the store; rows whose run the
+    store does not hold are ignored. Returns hash -> row for the recorded configs of `jobs`."""
+    hashes = {j.hash for j in jobs}
+    store = {}
+    for h, runs in tracker.children(hashes).items():
+        fin = sorted((r for r in runs if r.status == "FINISHED"), key=lambda r: (r.start_time, r.run_id))
+        fail = sorted((r for r in runs if r.status == "FAILED"), key=lambda r: (r.start_time, r.run_id))
+        if fin or fail:
+            store[h] = fin[0] if fin else fail[-1]
+    cached = ledger.latest()
+    missing = [r for h, r in store.items() if cached.get(h, {}).get("run_id") != r.run_id]
+    if missing:
+        res = tracker.results([r.run_id for r in missing])
+        params = {j.hash: j.params for j in jobs}
+        ledger.append([{"hash": r.hash, "status": DONE if r.status == "FINISHED" else FAILED,
+                        "error": res[r.run_id][1], "run_id": r.run_id, "sweep_id": "",
+                        "params": params.get(r.hash, {}), "metrics": res[r.run_id][0], "wall_s": 0.0}
+                       for r in missing])
+        cached = ledger.latest()
+    return {h: cached[h] for h, r in store.items() if h in cached and cached[h]["run_id"] == r.run_id}
 
 
 def _report(S: Summary, df, jobs, rt, out) -> None:

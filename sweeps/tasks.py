@@ -125,11 +125,13 @@ def run_chunk(items: list[tuple[str, Any]], opts: dict) -> list[dict[str, Any]]:
 _remote = None
 
 
-def remote_run_chunk(max_retries: int):
-    """The Ray remote function (created lazily so importing sweeps does not import ray)."""
+def remote_run_chunk(max_retries: int, memory: int = 0):
+    """The Ray remote function (created lazily so importing sweeps does not import ray);
+    `memory`: the task's memory request in bytes (the largest estimate of its runs, sim.memory)."""
     global _remote
     import ray
 
     if _remote is None:
         _remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)(run_chunk)
-    return _remote.options(max_retries=max_retries, retry_exceptions=False)
+    kw = {"memory": int(memory)} if memory > 0 else {}
+    return _remote.options(max_retries=max_retries, retry_exceptions=False, **kw)

@@ -36,6 +36,7 @@ SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 T_KIND = "mlflow.experimentKind"
 T_ROLE, T_HASH, T_SWEEP, T_POLICY, T_PARENT = ("dmfrag.role", "dmfrag.config_hash", "dmfrag.sweep_id",
                                               "dmfrag.policy", "mlflow.parentRunId")
+from .lease import LEASE_PREFIX, T_ATTEMPT  # noqa: E402
 
 
 def _sanitize(v: float) -> tuple[bool, float]:
@@ -92,14 +93,59 @@ def ui_command(uri: str) -> str:
     return f"open {uri} in a browser (a tracking server)"
 
 
+# Alembic revisions of MLflow's SQL schema that the bulk writer (which INSERTs into runs, tags,
+# params, metrics and latest_metrics by column name) was checked against. A store at another
+# revision is written through MlflowClient; tests/test_sweeps.py fails when the installed MLflow
+# creates a revision not listed here.
+BULK_SCHEMA_REVISIONS = {"dc11669786a5"}  # mlflow 3.17.2
+
+
+def schema_revision(store) -> str:
+    from sqlalchemy import text
+
+    with store.ManagedSessionMaker() as s:
+        return str(s.execute(text("SELECT version_num FROM alembic_version")).scalar())
+
+
+class _init_lock:
+    """An exclusive flock next to a sqlite store while MLflow creates or migrates it."""
+
+    def __init__(self, uri: str):
+        self.path = None
+        if uri.startswith("sqlite:///") and uri[len("sqlite:///"):] not in ("", ":memory:"):
+            db = Path(uri[len("sqlite:///"):])
+            self.path = db.with_name("." + db.name + ".init-lock")
+        self.fd = None
+
+    def __enter__(self):
+        if self.path is not None:
+            import fcntl
+
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # releases the lock
+
+
+def _remove_dirs(dirs) -> None:
+    import shutil
+
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 class Tracker:
     def __init__(self, uri: str, experiment: str, artifact_root: Optional[str] = None, mode: str = "auto",
                  threads: int = 4):
         from mlflow import MlflowClient
 
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)  # a sqlite store creates its database here
-        exp = self.client.get_experiment_by_name(experiment)
+        with _init_lock(uri):  # two sweeps creating one sqlite store at once race in MLflow's migrations
+            self.client = MlflowClient(tracking_uri=uri)  # a sqlite store creates its database here
+            exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             try:
                 self.client.create_experiment(experiment, artifact_location=artifact_root)
@@ -134,7 +180,16 @@ class Tracker:
             store = self.client._tracking_client.store
             if not isinstance(store, SqlAlchemyStore):
                 raise ValueError(f"tracking.mode=bulk needs a SQL store, not {uri}")
-            self.store = store
+            rev = schema_revision(store)
+            if rev in BULK_SCHEMA_REVISIONS:
+                self.store = store
+            else:  # never write tables whose layout the bulk writer was not checked against
+                import warnings
+
+                warnings.warn(f"MLflow schema revision {rev} of {redact(uri)} is not one the bulk writer knows "
+                              f"({', '.join(sorted(BULK_SCHEMA_REVISIONS))}): recording through MlflowClient "
+                              "(slower)", stacklevel=2)
+                mode = "client"
         self.mode = mode
         self.threads = threads
         if mode == "client":
@@ -146,39 +201,270 @@ class Tracker:
 
                 self._pool = ThreadPoolExecutor(threads, thread_name_prefix="dmfrag-mlflow")
         self.names = None  # naming.RunNames of the sweep being recorded (set_sweep)
+        self.attempt_id = ""  # set by the sweep: kept as a tag on the runs it claimed and recorded
         self.user = os.environ.get("USER") or os.environ.get("LOGNAME") or "dmfrag"
 
-    # -- queries -------------------------------------------------------------------------------
+    # -- the store as the source of truth (sweeps/claims.py) --------------------------------------
 
-    def children_by_hash(self) -> dict[str, list[tuple[str, str]]]:
-        """Active child runs of this experiment: config hash -> [(run_id, status)]."""
-        out: dict[str, list[tuple[str, str]]] = {}
+    def children(self, hashes: Optional[set] = None) -> dict[str, list]:
+        """Active child runs of this experiment by config hash: hash -> [StoreRun]."""
+        from .claims import StoreRun
+
+        out: dict[str, list] = {}
         if self.store is not None:
-            from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
-
             with self.store.ManagedSessionMaker() as s:
-                q = (s.query(SqlTag.value, SqlRun.run_uuid, SqlRun.status)
-                     .join(SqlRun, SqlRun.run_uuid == SqlTag.run_uuid)
-                     .filter(SqlTag.key == T_HASH, SqlRun.experiment_id == int(self.experiment_id),
-                             SqlRun.lifecycle_stage == "active"))
-                for h, rid, st in q.all():
-                    out.setdefault(h, []).append((rid, st))
+                for r in self._sql_children(s, hashes):
+                    out.setdefault(r.hash, []).append(r)
             return out
         token = None
         while True:
             page = self.client.search_runs([self.experiment_id], f"tags.`{T_ROLE}` = 'child'",
                                            max_results=1000, page_token=token)
             for r in page:
-                out.setdefault(r.data.tags.get(T_HASH, ""), []).append((r.info.run_id, r.info.status))
+                h = r.data.tags.get(T_HASH, "")
+                if hashes is None or h in hashes:
+                    out.setdefault(h, []).append(StoreRun(r.info.run_id, h, r.info.status, r.info.start_time or 0,
+                                                          r.data.tags.get(T_ATTEMPT, ""), r.data.tags.get(T_PARENT, "")))
             token = page.token
             if not token:
                 return out
 
-    def discard(self, run_ids: Iterable[str]) -> int:
-        """Runs of a killed driver or of a config that is re-run: KILLED, then deleted."""
+    def children_by_hash(self) -> dict[str, list[tuple[str, str]]]:
+        """Active child runs of this experiment: config hash -> [(run_id, status)]."""
+        return {h: [(r.run_id, r.status) for r in rs] for h, rs in self.children().items()}
+
+    def _sql_children(self, s, hashes: Optional[set]) -> list:
+        from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+        from sqlalchemy import and_
+        from sqlalchemy.orm import aliased
+
+        from .claims import StoreRun
+
+        ta, tp = aliased(SqlTag), aliased(SqlTag)
+        base = (s.query(SqlTag.value, SqlRun.run_uuid, SqlRun.status, SqlRun.start_time, ta.value, tp.value)
+                .join(SqlRun, SqlRun.run_uuid == SqlTag.run_uuid)
+                .outerjoin(ta, and_(ta.run_uuid == SqlRun.run_uuid, ta.key == T_ATTEMPT))
+                .outerjoin(tp, and_(tp.run_uuid == SqlRun.run_uuid, tp.key == T_PARENT))
+                .filter(SqlTag.key == T_HASH, SqlRun.experiment_id == int(self.experiment_id),
+                        SqlRun.lifecycle_stage == "active"))
+        rows = []
+        if hashes is None:
+            rows = base.all()
+        else:
+            hl = sorted(hashes)
+            for i in range(0, len(hl), 500):
+                rows += base.filter(SqlTag.value.in_(hl[i:i + 500])).all()
+        return [StoreRun(rid, h, st, int(t or 0), a or "", p or "") for h, rid, st, t, a, p in rows]
+
+    def leases(self, parent_ids: Iterable[str], session=None) -> dict[tuple[str, str], str]:
+        """(parent run, attempt id) -> lease value, for the attempts that claimed runs."""
+        pids = sorted({p for p in parent_ids if p})
+        out: dict[tuple[str, str], str] = {}
+        if not pids:
+            return out
+        if self.store is not None:
+            from mlflow.store.tracking.dbmodels.models import SqlTag
+
+            def q(s):
+                for i in range(0, len(pids), 500):
+                    for rid, k, v in (s.query(SqlTag.run_uuid, SqlTag.key, SqlTag.value)
+                                      .filter(SqlTag.run_uuid.in_(pids[i:i + 500]),
+                                              SqlTag.key.like(LEASE_PREFIX + "%")).all()):
+                        out[(rid, k[len(LEASE_PREFIX):])] = v
+            if session is not None:
+                q(session)
+            else:
+                with self.store.ManagedSessionMaker() as s:
+                    q(s)
+            return out
+        for p in pids:
+            try:
+                tags = self.client.get_run(p).data.tags
+            except Exception:  # the parent was deleted: its claims are dead
+                continue
+            out.update({(p, k[len(LEASE_PREFIX):]): v for k, v in tags.items() if k.startswith(LEASE_PREFIX)})
+        return out
+
+    def liveness(self, runs: Iterable, my_attempt: str, session=None):
+        """A predicate StoreRun -> live claim, from the leases of the attempts that made them."""
+        from .lease import alive
+
+        runs = [r for r in runs if r.status in ("RUNNING", "SCHEDULED")]
+        lv = self.leases((r.parent for r in runs if r.attempt and r.attempt != my_attempt), session)
+        now = time.time()
+        return lambda r: bool(r.attempt) and (r.attempt == my_attempt or alive(lv.get((r.parent, r.attempt)), now))
+
+    def _claim_tags(self, parent_id, sweep_id, job, attempt) -> dict[str, str]:
+        return {T_ROLE: "child", T_HASH: job.hash, T_SWEEP: sweep_id, T_POLICY: job.sc.policy.name,
+                T_PARENT: parent_id, T_ATTEMPT: attempt, "mlflow.runName": self.run_name(job), "mlflow.user": self.user}
+
+    def claim(self, parent_id: str, sweep_id: str, attempt: str, jobs: list, retry_failed: bool,
+              settle_s: float = 2.0):
+        """Claim configs for this attempt. Returns (won: hash -> claim run id, decisions: hash ->
+        claims.Decision as seen by the claim, reaped: number of dead claims removed)."""
+        if not jobs:
+            return {}, {}, 0
+        if self.store is not None:
+            return self._claim_sql(parent_id, sweep_id, attempt, jobs, retry_failed)
+        return self._claim_http(parent_id, sweep_id, attempt, jobs, retry_failed, settle_s)
+
+    def _lock_experiment(self, s) -> None:
+        """Serialise claims and recordings of concurrent sweeps on this experiment: a write to its
+        row takes the row lock (PostgreSQL, MySQL) or the database's write lock (sqlite) until commit."""
+        from mlflow.store.tracking.dbmodels.models import SqlExperiment
+
+        s.query(SqlExperiment).filter(SqlExperiment.experiment_id == int(self.experiment_id)).update(
+            {SqlExperiment.lifecycle_stage: SqlExperiment.lifecycle_stage}, synchronize_session=False)
+
+    def _sql_delete_runs(self, s, run_ids: list[str], kill: bool) -> None:
+        from mlflow.store.tracking.dbmodels.models import SqlRun
+
+        now = int(time.time() * 1000)
+        for i in range(0, len(run_ids), 500):
+            ids = run_ids[i:i + 500]
+            if kill:
+                s.query(SqlRun).filter(SqlRun.run_uuid.in_(ids), SqlRun.status.in_(("RUNNING", "SCHEDULED"))).update(
+                    {SqlRun.status: "KILLED", SqlRun.end_time: now}, synchronize_session=False)
+            s.query(SqlRun).filter(SqlRun.run_uuid.in_(ids), SqlRun.status != "FINISHED").update(
+                {SqlRun.lifecycle_stage: "deleted", SqlRun.deleted_time: now}, synchronize_session=False)
+
+    def _claim_sql(self, parent_id, sweep_id, attempt, jobs, retry_failed):
+        from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+
+        from .claims import FREE, classify
+
+        now = int(time.time() * 1000)
+        won, decisions, reaped = {}, {}, 0
+        loc = self.artifact_location.rstrip("/")
+        eid = int(self.experiment_id)
+        with self.store.ManagedSessionMaker(read_only=False) as s:
+            self._lock_experiment(s)
+            by_hash: dict[str, list] = {}
+            for r in self._sql_children(s, {j.hash for j in jobs}):
+                by_hash.setdefault(r.hash, []).append(r)
+            is_live = self.liveness([r for rs in by_hash.values() for r in rs], attempt, s)
+            runs, tags, dead, old = [], [], [], []
+            for j in jobs:
+                if j.hash in decisions:
+                    continue
+                d = classify(by_hash.get(j.hash, []), retry_failed, is_live)
+                decisions[j.hash] = d
+                dead += [r.run_id for r in d.dead]
+                if d.state != FREE:
+                    continue
+                old += [r.run_id for r in d.old_failed]
+                rid = uuid.uuid4().hex
+                won[j.hash] = rid
+                t = self._claim_tags(parent_id, sweep_id, j, attempt)
+                runs.append((rid, t["mlflow.runName"], "LOCAL", "", "", self.user, "RUNNING", now, None, None, "",
+                             "active", f"{loc}/{rid}/artifacts", eid))
+                tags += [(k, v, rid) for k, v in t.items()]
+            if dead:
+                self._sql_delete_runs(s, dead, kill=True)
+                reaped = len(dead)
+            if old:
+                self._sql_delete_runs(s, old, kill=False)
+            self._insert(s, SqlRun.__table__, RUN_COLS, runs)
+            self._insert(s, SqlTag.__table__, ("key", "value", "run_uuid"), tags)
+        return won, decisions, reaped
+
+    def _claim_http(self, parent_id, sweep_id, attempt, jobs, retry_failed, settle_s):
+        from .claims import FREE, classify, winner
+
+        before = self.children({j.hash for j in jobs})
+        is_live = self.liveness([r for rs in before.values() for r in rs], attempt)
+        decisions, todo, dead, old = {}, [], [], {}
+        for j in jobs:
+            if j.hash in decisions:
+                continue
+            d = classify(before.get(j.hash, []), retry_failed, is_live)
+            decisions[j.hash] = d
+            dead += [r.run_id for r in d.dead]
+            if d.state == FREE:
+                todo.append(j)
+                old[j.hash] = [r.run_id for r in d.old_failed]
+        reaped = self.discard(dead, only_unfinished=True)
+
+        def create(j):
+            return j.hash, self.client.create_run(self.experiment_id, tags=self._claim_tags(
+                parent_id, sweep_id, j, attempt)).info.run_id
+
+        mine = dict(self._map(create, todo))
+        if not mine:
+            return {}, decisions, reaped
+        time.sleep(settle_s)  # longer than a create request and the clocks' skew: later claims see ours
+        after = self.children(set(mine))
+        is_live = self.liveness([r for rs in after.values() for r in rs], attempt)
+        won, lost = {}, []
+        for h, rid in mine.items():
+            w = winner(after.get(h, []), is_live)
+            if w is not None and w.run_id == rid:
+                won[h] = rid
+            else:
+                lost.append(rid)
+                if w is not None:
+                    decisions[h].state, decisions[h].run = "busy", w
+                else:
+                    decisions[h].state = "done"
+        self.discard(lost, only_unfinished=True)
+        self.discard([r for h in won for r in old.get(h, [])], only_unfinished=True)
+        return won, decisions, reaped
+
+    def results(self, run_ids: list[str]) -> dict[str, tuple[dict, str]]:
+        """Final counters and error of recorded runs, to rebuild ledger rows from the store:
+        run id -> (counters, error). The metric keys map back to the plain counter names
+        (sweeps/metric_names.py counter_name); time series and perf/ timings are left out."""
+        from .metric_names import counter_name
+
+        out: dict[str, tuple[dict, str]] = {rid: ({}, "") for rid in run_ids}
+        if not run_ids:
+            return out
+        if self.store is not None:
+            from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlTag
+
+            with self.store.ManagedSessionMaker() as s:
+                for i in range(0, len(run_ids), 500):
+                    ids = run_ids[i:i + 500]
+                    for rid, k, v in (s.query(SqlLatestMetric.run_uuid, SqlLatestMetric.key, SqlLatestMetric.value)
+                                      .filter(SqlLatestMetric.run_uuid.in_(ids)).all()):
+                        c = counter_name(k)
+                        if c is not None:
+                            out[rid][0][c] = v
+                    for rid, v in (s.query(SqlTag.run_uuid, SqlTag.value)
+                                   .filter(SqlTag.run_uuid.in_(ids), SqlTag.key == "dmfrag.error").all()):
+                        out[rid] = (out[rid][0], v)
+            return out
+
+        def one(rid):
+            r = self.client.get_run(rid)
+            return rid, ({counter_name(k): v for k, v in r.data.metrics.items() if counter_name(k) is not None},
+                         r.data.tags.get("dmfrag.error", ""))
+        out.update(dict(self._map(one, list(run_ids))))
+        return out
+
+    def _map(self, fn, items: list) -> list:
+        if getattr(self, "_pool", None) is not None and len(items) > 1:
+            return list(self._pool.map(fn, items))
+        return [fn(x) for x in items]
+
+    def discard(self, run_ids: Iterable[str], only_unfinished: bool = True) -> int:
+        """Remove runs that are not recorded results: claims of interrupted attempts (KILLED, then
+        deleted), FAILED runs of a re-run config. A FINISHED run is never deleted."""
+        run_ids = list(run_ids)
+        if not run_ids:
+            return 0
+        if self.store is not None:
+            with self.store.ManagedSessionMaker(read_only=False) as s:
+                self._sql_delete_runs(s, run_ids, kill=True)
+            return len(run_ids)
         n = 0
         for rid in run_ids:
-            run = self.client.get_run(rid)
+            try:
+                run = self.client.get_run(rid)
+            except Exception:
+                continue
+            if run.info.status == "FINISHED" or run.info.lifecycle_stage != "active":
+                continue
             if run.info.status in ("RUNNING", "SCHEDULED"):
                 self.client.set_terminated(rid, "KILLED")
             self.client.delete_run(rid)
@@ -238,20 +524,26 @@ class Tracker:
             out["config.yaml"] = res["config_yaml"]
         return out
 
-    def record(self, parent_id: str, sweep_id: str, items: list[tuple[Any, dict]]) -> list[str]:
-        """Record finished runs (job, result) as child runs; returns their run ids, in order."""
+    def record(self, parent_id: str, sweep_id: str, items: list[tuple[Any, dict]],
+               claims: Optional[dict[str, str]] = None) -> list[Optional[str]]:
+        """Record finished runs (job, result) as child runs; returns their run ids, in order.
+        With `claims` (hash -> the RUNNING run this attempt claimed), each result goes into its
+        claim; a claim that is no longer this attempt's (removed as dead by another sweep) is not
+        written and gives None."""
         if not items:
             return []
+        claims = claims or {}
         if self.mode == "bulk":
-            return self._record_bulk(parent_id, sweep_id, items)
+            return self._record_bulk(parent_id, sweep_id, items, claims)
         if self.threads <= 1 or len(items) == 1:
-            return [self._record_client(parent_id, sweep_id, job, res) for job, res in items]
+            return [self._record_client(parent_id, sweep_id, job, res, claims.get(job.hash)) for job, res in items]
         # a tracking server spends most of a request waiting (network, its database): several
         # runs in flight at once. Every run is waited for before an error is raised, so no run
         # of the chunk is still being written when the caller reacts.
         from concurrent.futures import wait
 
-        futs = [self._pool.submit(self._record_client, parent_id, sweep_id, job, res) for job, res in items]
+        futs = [self._pool.submit(self._record_client, parent_id, sweep_id, job, res, claims.get(job.hash))
+                for job, res in items]
         wait(futs)
         return [f.result() for f in futs]
 
@@ -292,21 +584,24 @@ class Tracker:
             self.set_sweep([job])
         return [(k, _param_value(v)) for k, v in self.names.params(job).items()]
 
-    def _record_bulk(self, parent_id, sweep_id, items) -> list[str]:
-        from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
-
+    def _record_bulk(self, parent_id, sweep_id, items, claims: dict) -> list[Optional[str]]:
         now = int(time.time() * 1000)
-        runs, tags, params, metrics, latest, ids = [], [], [], [], [], []
+        runs, tags, params, metrics, latest, ids, updates, written = [], [], [], [], [], [], [], []
         root = _file_path(self.artifact_location)
         loc = self.artifact_location.rstrip("/")
         eid = int(self.experiment_id)
         for job, res in items:
-            rid = uuid.uuid4().hex
+            rid = claims.get(job.hash) or uuid.uuid4().hex
             ids.append(rid)
             t = self._child_tags(parent_id, sweep_id, job, res)
             start = now - int(1000 * res.get("wall_s", 0.0))
-            runs.append((rid, t["mlflow.runName"], "LOCAL", "", "", self.user, "FINISHED" if res["ok"] else "FAILED",
-                         start, now, None, "", "active", f"{loc}/{rid}/artifacts", eid))
+            status = "FINISHED" if res["ok"] else "FAILED"
+            if job.hash in claims:
+                t[T_ATTEMPT] = self.attempt_id
+                updates.append({"s": status, "t0": start, "t1": now, "n": t["mlflow.runName"], "r": rid})
+            else:
+                runs.append((rid, t["mlflow.runName"], "LOCAL", "", "", self.user, status,
+                             start, now, None, "", "active", f"{loc}/{rid}/artifacts", eid))
             tags += [(k, v, rid) for k, v in t.items()]
             params += [(k, v, rid) for k, v in self._params(job)]
             last = {}
@@ -320,13 +615,51 @@ class Tracker:
             if arts:
                 if root is not None:
                     d = root / rid / "artifacts"
-                    d.mkdir(parents=True, exist_ok=True)
-                    for name, data in arts.items():
-                        (d / name).write_bytes(data)
+                    written.append(root / rid)
+                    try:
+                        d.mkdir(parents=True, exist_ok=True)
+                        for name, data in arts.items():
+                            (d / name).write_bytes(data)
+                    except BaseException:  # a full disk: no partial files left behind
+                        _remove_dirs(written)
+                        raise
                 else:
                     self._log_artifacts_client(rid, arts)
+        try:
+            return self._commit_bulk(items, runs, tags, params, metrics, latest, ids, updates)
+        except BaseException:
+            _remove_dirs(written)  # the runs were not committed: neither are their artifacts
+            raise
+
+    def _commit_bulk(self, items, runs, tags, params, metrics, latest, ids, updates) -> list[Optional[str]]:
+        from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
+
         mcols = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
         with self.store.ManagedSessionMaker(read_only=False) as s:
+            if updates:
+                # the claims still ours (RUNNING, active), checked under the lock the claims take
+                self._lock_experiment(s)
+                claimed = [u["r"] for u in updates]
+                owned = set()
+                for i in range(0, len(claimed), 500):
+                    owned.update(r for (r,) in s.query(SqlRun.run_uuid).filter(
+                        SqlRun.run_uuid.in_(claimed[i:i + 500]), SqlRun.status == "RUNNING",
+                        SqlRun.lifecycle_stage == "active").all())
+                lost = set(claimed) - owned
+                if lost:
+                    keep = lambda rows: [r for r in rows if r[-1] not in lost]  # noqa: E731
+                    tags, params, metrics, latest = keep(tags), keep(params), keep(metrics), keep(latest)
+                    updates = [u for u in updates if u["r"] not in lost]
+                    ids = [None if r in lost else r for r in ids]
+                owned_l = sorted(owned)
+                for i in range(0, len(owned_l), 500):  # the claim's tags are replaced by the full set
+                    s.query(SqlTag).filter(SqlTag.run_uuid.in_(owned_l[i:i + 500])).delete(synchronize_session=False)
+                if updates:
+                    from sqlalchemy import bindparam
+
+                    s.execute(SqlRun.__table__.update().where(SqlRun.__table__.c.run_uuid == bindparam("r")).values(
+                        status=bindparam("s"), start_time=bindparam("t0"), end_time=bindparam("t1"),
+                        name=bindparam("n")), updates)
             self._insert(s, SqlRun.__table__, RUN_COLS, runs)
             self._insert(s, SqlTag.__table__, ("key", "value", "run_uuid"), tags)
             self._insert(s, SqlParam.__table__, ("key", "value", "run_uuid"), params)
@@ -361,18 +694,30 @@ class Tracker:
                 (Path(tmp) / name).write_bytes(data)
             self.artifact_client.log_artifacts(run_id, tmp)
 
-    def _record_client(self, parent_id, sweep_id, job, res) -> str:
-        """Three requests per run with at most 100 params (create_run with the tags, one
-        log_batch, set_terminated): MlflowClient.log_batch packs params and metrics up to the
-        REST limits itself (100 params, 1000 entities per call)."""
-        from mlflow.entities import Metric, Param
+    def _record_client(self, parent_id, sweep_id, job, res, claim: Optional[str] = None) -> Optional[str]:
+        """Three requests per run with at most 100 params (create_run with the tags, or the
+        claim's run, one log_batch, set_terminated): MlflowClient.log_batch packs params and
+        metrics up to the REST limits itself (100 params, 1000 entities per call)."""
+        from mlflow.entities import Metric, Param, RunTag
 
-        run = self.client.create_run(self.experiment_id, tags=self._child_tags(parent_id, sweep_id, job, res))
-        rid = run.info.run_id
         ts = int(time.time() * 1000)
         ps = [Param(k, v) for k, v in self._params(job)]
         ms = [Metric(k, float(v), ts, step) for k, v, step in self._metric_rows(res)]
-        self.client.log_batch(rid, metrics=ms, params=ps)
+        if claim:
+            rid = claim
+            tags = [RunTag(k, v) for k, v in self._child_tags(parent_id, sweep_id, job, res).items()]
+            try:  # refused when the claim was removed (its run deleted) by another sweep
+                self.client.log_batch(rid, metrics=ms, params=ps, tags=tags)
+            except Exception as e:
+                from mlflow.exceptions import MlflowException
+
+                if isinstance(e, MlflowException) and self.client.get_run(rid).info.lifecycle_stage != "active":
+                    return None
+                raise
+        else:
+            run = self.client.create_run(self.experiment_id, tags=self._child_tags(parent_id, sweep_id, job, res))
+            rid = run.info.run_id
+            self.client.log_batch(rid, metrics=ms, params=ps)
         arts = self._artifacts(res)
         if arts:
             self._log_artifacts_client(rid, arts)

@@ -89,10 +89,11 @@ policy_op = st.one_of(
 def test_policies_keep_invariants(ops, policy, release):
     """The policies' caches, shrinkers and code packs keep every invariant, including the
     incrementally kept pageblock pollution (== the O(pages) walk == a numpy recount)."""
-    from sim.config import PolicyConfig
+    from sim.config import POLICY_KNOBS, PolicyConfig
 
     release = "4k" if policy == "grouped_pages" else release  # it frees single 4K pages
-    m = Machine(MachineConfig(mem_mib=1024, cpus=2, pcp=True), PolicyConfig(name=policy, release=release))
+    knobs = {"release": release} if "release" in POLICY_KNOBS[policy] else {}
+    m = Machine(MachineConfig(mem_mib=1024, cpus=2, pcp=True), PolicyConfig(name=policy, **knobs))
     live, packs = [], []
     for kind, a, b in ops:
         if kind == "alloc" or kind == "unmapped":

@@ -488,6 +488,27 @@ def test_mlflow_server_down_mid_sweep(services, tmp_path):
     assert_each_config_once(services.client(), exp, N_FAULT)
 
 
+def test_concurrent_sweeps_on_server_record_each_config_once(services, tmp_path):
+    """Two overlapping sweeps at once over HTTP (no transactions: claims, earliest wins): each
+    config is recorded once; each sweep waits for what the other runs."""
+    exp = "svc-concurrent"
+    base = SMALL + ["workload.duration_s=5", "sweep.chunk_size=1", "sweep.max_in_flight=2",
+                    "tracking.timeseries_steps=5", "tracking.timeseries_artifact=false"]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    pa = start_sweep(services, tmp_path / "a", exp, base + ["seed=range(0,10)"])
+    pb = start_sweep(services, tmp_path / "b", exp, base + ["seed=range(4,14)"])
+    try:
+        ra, rb = pa.wait(timeout=900), pb.wait(timeout=900)
+    finally:
+        for p in (pa, pb):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    for d, rc in (("a", ra), ("b", rb)):
+        assert rc == 0, (tmp_path / d / "sweep.log").read_text()[-4000:]
+    assert_each_config_once(services.client(), exp, 14)
+
+
 # -- load -------------------------------------------------------------------------------------
 
 def _each_config_once_in_postgres(svc: Services, experiment: str, n_expected: int) -> list[str]:

@@ -243,21 +243,99 @@ def test_simple_override_parser_agrees_with_hydra(s):
             (ref.key_or_group, ref.value(), type(ref.value()))
 
 
-def test_runs_without_ledger_rows_are_discarded_and_redone(tmp_path, ray_address):
-    """A driver killed after the store committed a chunk but before its ledger part was written
-    leaves runs the ledger does not know: the next attempt deletes them and records each once."""
+def test_fresh_ledger_against_populated_store_deletes_and_recomputes_nothing(tmp_path, ray_address):
+    """The store, not the ledger, says what is recorded: a fresh ledger (another machine, a
+    `ray job submit` working directory, a killed driver between commit and ledger write) skips
+    the recorded configs, rebuilds its rows from the store, and deletes nothing."""
     import shutil
 
     ov = [*TINY, "seed=0,1", "tracking.picture=false"]
     assert run_cli(tmp_path, ray_address, *ov).returncode == 0
-    shutil.rmtree(tmp_path / "ledger")  # as if killed between the commit and the ledger write
+    _, first = runs(tmp_path)
+    shutil.rmtree(tmp_path / "ledger")
     p = run_cli(tmp_path, ray_address, *ov)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "discarded 2 run(s)" in p.stderr and "2 done, 0 failed, 0 skipped" in p.stdout
-    _, children = runs(tmp_path)
-    assert len(children) == 2 and len({r.data.tags["dmfrag.config_hash"] for r in children}) == 2
+    assert "0 done, 0 failed, 2 skipped" in p.stdout
+    assert "removed" not in p.stderr and "discarded" not in p.stderr
     _, every = runs(tmp_path, view_all=True)
-    assert sum(r.info.lifecycle_stage == "deleted" for r in every) == 2
+    assert sorted(r.info.run_id for r in every) == sorted(r.info.run_id for r in first)  # nothing deleted
+    assert {r.info.status for r in every} == {"FINISHED"}
+    led = ledger(tmp_path)  # rebuilt from the store, with the counters for the sweep table
+    assert led.height == 2 and set(led["run_id"]) == {r.info.run_id for r in first}
+    assert all("direct_map_level2_splits" in m for m in led["metrics"])
+    table = pl.read_parquet(tmp_path / "out" / "sweep_table.parquet")
+    assert set(table["status"]) == {"done"} and table["direct_map_level2_splits"].null_count() == 0
+
+
+def _start(tmp: Path, address: str, *overrides: str, ledger_dir: str | None = None):
+    e = dict(os.environ)
+    e.pop("MLFLOW_TRACKING_URI", None)
+    args = _args(tmp, address, *overrides)
+    if ledger_dir:
+        args.append(f"sweep.ledger_dir={ledger_dir}")
+    return subprocess.Popen(args, cwd=tmp, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _exactly_once(tmp: Path, n: int) -> None:
+    _, children = runs(tmp)
+    hashes = [r.data.tags["dmfrag.config_hash"] for r in children]
+    assert len(hashes) == n and len(set(hashes)) == n, sorted(hashes)
+    assert {r.info.status for r in children} == {"FINISHED"}
+    _, every = runs(tmp, role=None, view_all=True)
+    assert not [r for r in every if r.info.status == "RUNNING"]
+    assert not [r for r in every if r.info.lifecycle_stage == "deleted" and r.info.status == "FINISHED"]
+
+
+def test_two_identical_sweeps_at_once_record_each_config_once(tmp_path, ray_address):
+    """Same store, separate ledgers (two machines): each config is run and recorded once; the
+    sweep that did not run a config waits for the other and reports it skipped."""
+    ov = [*TINY, "seed=range(8)", "tracking.picture=false", "sweep.chunk_size=1", "sweep.max_in_flight=1"]
+    procs = [_start(tmp_path, ray_address, *ov, ledger_dir=str(tmp_path / f"ledger{i}")) for i in range(2)]
+    outs = [p.communicate(timeout=400) for p in procs]
+    for p, (o, e) in zip(procs, outs):
+        assert p.returncode == 0, o + e
+    _exactly_once(tmp_path, 8)
+    done = [int(o.split(" done,")[0].rsplit(": ", 1)[1]) for o, _ in outs]
+    skipped = [int(o.split(" skipped")[0].rsplit(", ", 1)[1]) for o, _ in outs]
+    assert sum(done) == 8 and [d + s for d, s in zip(done, skipped)] == [8, 8], outs
+    for i in range(2):  # each ledger holds all 8 configs (its own runs + rows rebuilt from the store)
+        led = pl.concat([pl.read_parquet(f) for f in (tmp_path / f"ledger{i}").glob("*/*.parquet")])
+        assert led["hash"].n_unique() == 8
+
+
+def test_overlapping_sweeps_record_shared_configs_once(tmp_path, ray_address):
+    a = [*TINY, "seed=range(0,6)", "tracking.picture=false", "sweep.chunk_size=1", "sweep.max_in_flight=1"]
+    b = [*TINY, "seed=range(3,9)", "tracking.picture=false", "sweep.chunk_size=1", "sweep.max_in_flight=1"]
+    procs = [_start(tmp_path, ray_address, *a), _start(tmp_path, ray_address, *b)]
+    outs = [p.communicate(timeout=400) for p in procs]
+    for p, (o, e) in zip(procs, outs):
+        assert p.returncode == 0, o + e
+    _exactly_once(tmp_path, 9)
+    _, parents = runs(tmp_path, "parent")
+    assert len(parents) == 2 and {r.info.status for r in parents} == {"FINISHED"}
+    for o, _ in outs:
+        assert "6 configs" in o
+
+
+def test_claim_decisions_and_leases():
+    """A RUNNING claim whose attempt's lease is gone (driver killed) is removed and redone; a
+    live one is waited for; FINISHED runs are never deleted."""
+    from sweeps.claims import BUSY, DONE, FREE, StoreRun, classify
+
+    fin = StoreRun("f", "h", "FINISHED", 5)
+    live, dead = StoreRun("l", "h", "RUNNING", 1, "a1", "p"), StoreRun("d", "h", "RUNNING", 0, "a2", "p")
+    failed = StoreRun("x", "h", "FAILED", 0)
+    is_live = lambda r: r.run_id == "l"  # noqa: E731
+    assert classify([fin, live, dead], True, is_live).state == DONE
+    d = classify([live, dead, failed], True, is_live)
+    assert d.state == BUSY and d.run is live and d.dead == [dead]
+    d = classify([dead, failed], True, is_live)
+    assert d.state == FREE and d.dead == [dead] and d.old_failed == [failed]
+    from sweeps.lease import HOST, alive
+
+    assert not alive(f"{HOST} 999999999 {time.time() + 60}")  # no such process here: dead at once
+    assert alive(f"{HOST} {os.getpid()} {time.time() + 60}") and not alive(f"{HOST} {os.getpid()} 0")
+    assert alive(f"otherhost 1 {time.time() + 60}") and not alive(None)
 
 
 def test_credentials_are_redacted_from_logged_overrides_and_printed_commands():
@@ -289,3 +367,103 @@ def test_bulk_and_client_writers_record_the_same(tmp_path, ray_address):
         got[mode] = out
     assert sorted(got["bulk"]) == ["none s0", "none s1", "unmapped_cache s0", "unmapped_cache s1"]
     assert got["bulk"] == got["client"]
+
+
+def test_bulk_writer_knows_the_mlflow_schema(tmp_path):
+    """The bulk writer INSERTs into MLflow's own tables: it must know the store's schema
+    revision, and at an unknown one it records through MlflowClient instead (with a warning)."""
+    import warnings
+
+    import sweeps.tracking as tr
+
+    t = tr.Tracker(f"sqlite:///{tmp_path / 'm.db'}", "e", (tmp_path / "art").as_uri())
+    rev = tr.schema_revision(t.client._tracking_client.store)
+    assert rev in tr.BULK_SCHEMA_REVISIONS, (
+        f"MLflow's schema is at alembic revision {rev}, which the bulk writer was not checked against: "
+        "compare the runs/tags/params/metrics/latest_metrics columns with sweeps/tracking.py RUN_COLS and "
+        "_commit_bulk, then add the revision to BULK_SCHEMA_REVISIONS")
+    assert t.mode == "bulk"
+    saved = set(tr.BULK_SCHEMA_REVISIONS)
+    tr.BULK_SCHEMA_REVISIONS.clear()
+    try:
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            t2 = tr.Tracker(f"sqlite:///{tmp_path / 'm.db'}", "e", (tmp_path / "art").as_uri())
+        assert t2.mode == "client" and t2.store is None
+        assert any("schema revision" in str(x.message) for x in w)
+    finally:
+        tr.BULK_SCHEMA_REVISIONS.update(saved)
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_ends_the_sweep_cleanly(tmp_path, sig, code):
+    """SIGTERM / SIGINT mid-sweep: in-flight tasks cancelled, this attempt's unfinished claims
+    removed, the parent run KILLED, one summary line, exit 143 / 130, and the local Ray instance
+    it started gone."""
+    import psutil
+
+    ov = ["machine=small", "workload=idle", "workload.duration_s=300", "policy=none", "seed=range(20)",
+          "sweep.chunk_size=1", "sweep.max_in_flight=1", "tracking.picture=false", "ray.num_cpus=1"]
+    e = dict(os.environ)
+    e.pop("MLFLOW_TRACKING_URI", None)
+    e.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen(_args(tmp_path, None, *ov), cwd=tmp_path, env=e, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    kids: list = []
+    while time.time() - t0 < 240 and proc.poll() is None:
+        kids = psutil.Process(proc.pid).children(recursive=True)
+        if any("ray::run_chunk" in " ".join(k.cmdline()) or "ray::IDLE" in " ".join(k.cmdline()) for k in kids
+               if k.is_running()):
+            break
+        time.sleep(0.5)
+    time.sleep(3)
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    assert proc.poll() is None and kids, "the sweep did not start its Ray instance"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, out + err
+    assert "Traceback" not in err and f"interrupted by {sig.name}" in err, err
+    _, parents = runs(tmp_path, "parent")
+    assert [r.info.status for r in parents] == ["KILLED"]
+    _, every = runs(tmp_path, role=None)
+    assert not [r for r in every if r.info.status == "RUNNING"]
+    _, children = runs(tmp_path)
+    assert {r.info.status for r in children} <= {"FINISHED"}
+    gone, alive = psutil.wait_procs(kids, timeout=30)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], [p.cmdline()[:2] for p in alive]
+
+
+@pytest.mark.parametrize("override,code,needle", [
+    ("sweep.out_dir={tmp}/afile/out", 2, "config key 'sweep.out_dir'"),
+    ("sweep.ledger_dir={tmp}/afile/ledger", 2, "config key 'sweep.ledger_dir'"),
+    ("tracking.uri=http://127.0.0.1:9/", 3, "(tracking.uri) did not answer within 2 s"),
+    ("ray.address=127.0.0.1:1", 3, "(ray.address) did not answer within 2 s"),
+    ("ray.num_cpus=-1", 2, "config key 'ray.num_cpus' = -1"),
+    ("seed=range(0,5,0)", 2, "config key 'seed'"),
+    ("sweep.max_run_memory=100M", 2, "fits in 100.0 MiB (sweep.max_run_memory)"),
+    ("++workload.callers={sm:{kind:secretmem,rate_per_s:1e9}}", 2, "config key 'workload.callers.sm.rate_per_s'"),
+    ("policy.release=4k", 2, "config key 'policy.release'"),
+])
+def test_bad_service_settings_fail_in_one_line_before_the_store(tmp_path, override, code, needle):
+    (tmp_path / "afile").touch()
+    e = dict(os.environ)
+    e.pop("MLFLOW_TRACKING_URI", None)
+    args = _args(tmp_path, None, *TINY, "seed=0,1", "tracking.connect_timeout_s=2") + [override.replace("{tmp}", str(tmp_path))]
+    p = subprocess.run(args, cwd=tmp_path, env=e, capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert p.returncode == code and len(lines) == 1 and lines[0].startswith("error: "), p.stdout + p.stderr
+    assert needle in lines[0], lines[0]
+    assert not (tmp_path / "mlflow.db").exists()
+    assert "Started a local Ray instance" not in p.stdout + p.stderr
+
+
+def test_identical_resolved_configs_run_once(tmp_path, ray_address):
+    """policy=none ignores max_blocks: its two jobs are one config (max_blocks at the preset's value)."""
+    p = run_cli(tmp_path, ray_address, *TINY, "policy=none,unmapped_cache", "policy.max_blocks=16,64",
+                "tracking.picture=false")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "4 configs: 3 done, 0 failed, 1 skipped" in p.stdout
+    _, children = runs(tmp_path)
+    assert sorted((r.data.params["policy.name"], r.data.params["policy.max_blocks"]) for r in children) == \
+        [("none", "0"), ("unmapped_cache", "16"), ("unmapped_cache", "64")]

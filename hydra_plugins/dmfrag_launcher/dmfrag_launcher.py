@@ -49,6 +49,19 @@ class DmfragSweeper(BasicSweeper):
         # the dmfrag_ray launcher composes and validates every job before any task starts
         return None
 
+    @staticmethod
+    def split_arguments(overrides, max_batch_size):
+        """Expanding the sweep's ranges and choices: a bad one (range(0,5,0)) is one line, exit 2."""
+        for o in overrides:
+            if o.is_sweep_override():
+                try:
+                    list(o.sweep_string_iterator())
+                except Exception as e:
+                    print(f"error: config key '{o.get_key_element()}' = {o.input_line!r} is invalid: "
+                          f"allowed a valid sweep ({type(e).__name__}: {e})", file=sys.stderr)
+                    sys.exit(2)
+        return BasicSweeper.split_arguments(overrides, max_batch_size)
+
 
 class DmfragRayLauncher(Launcher):
     def __init__(self) -> None:
@@ -63,7 +76,9 @@ class DmfragRayLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from sim.config import ConfigError
+        from sweeps.preflight import Unreachable
         from sweeps.service import run_sweep
+        from sweeps.signals import Interrupted
 
         assert self.config is not None and self.hydra_context is not None
         try:
@@ -71,6 +86,11 @@ class DmfragRayLauncher(Launcher):
         except ConfigError as e:  # a bad value, found before anything started: one clear line
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        except Unreachable as e:  # a service that does not answer: one line, within seconds
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(3)
+        except Interrupted as e:  # SIGTERM / SIGINT: the service has cleaned up and said so
+            sys.exit(e.code)
         rets = []
         for job, status in zip(summary.jobs, summary.job_status):
             r = JobReturn(overrides=list(job.overrides), status=JobStatus.COMPLETED,
