@@ -21,7 +21,7 @@ class Counter(NamedTuple):
     name: str  # reported name: the kernel's (/proc/vmstat, /proc/meminfo) where one exists
     unit: str  # unit of the reported value
     scale: int  # reported value = stored value * scale
-    group: str  # headline | direct_map | allocator | cache | pack | compaction | per_order | loop
+    group: str  # headline | direct_map | allocator | pageblocks | cache | pack | compaction | per_order | loop
     doc: str
     count: int = 1  # > 1: an array of counters (name formatted with the index)
 
@@ -76,9 +76,9 @@ COUNTERS = (
     Counter("PACK_CHUNKS", "bpf_prog_pack_chunks", "chunks", 1, "pack", "64-byte chunks in use in the packs"),
     Counter("PACK_LIMIT_FALLBACKS", "bpf_prog_pack_limit_fallbacks", "calls", 1, "pack",
             "BPF images served by today's path because the model's pack slots ran out"),
-    Counter("PB_POLLUTED", "pageblocks_polluted", "pageblocks", 1, "allocator",
+    Counter("PB_POLLUTED", "pageblocks_polluted", "pageblocks", 1, "pageblocks",
             "pageblocks holding unmovable / reclaimable / unmapped memory (pollution.py)"),
-    Counter("PB_MIXED", "pageblocks_mixed", "pageblocks", 1, "allocator", "of which MIGRATE_MOVABLE pageblocks"),
+    Counter("PB_MIXED", "pageblocks_mixed", "pageblocks", 1, "pageblocks", "of which MIGRATE_MOVABLE pageblocks"),
     Counter("ALLOC_FAIL_ORDER", "alloc_fail_order_{}", "calls", 1, "per_order", "failed allocations per order",
             NR_PAGE_ORDERS),
     # compaction and migration (compaction.py), /proc/vmstat names

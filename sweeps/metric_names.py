@@ -11,8 +11,9 @@ MLflow's UI sorts metric keys by name and shows one chart section per prefix bef
 * `ts/`: the time series, one step per sample, step = simulated time in ms.
 
 Units are in the key where the kernel name does not carry one (`DirectMap4k_kB`, `_MiB`,
-`_pages`). When the simulator declares per counter its kernel name, unit and group
-(sim/layout.py), `metric_key` derives from that declaration instead of the tables below.
+`_pages`). `metric_key` derives a counter's prefix and unit from its declaration in
+sim/layout.py (kernel name, unit, group); counters derived at read-out (`nr_free_order_<k>`,
+`pageblocks_<migratetype>`, watermarks) by their names.
 """
 from __future__ import annotations
 
@@ -43,15 +44,29 @@ _PERF = {"events", "events_per_second", "wall_s", "compile_s"}
 _ORDER = re.compile(r"_order_\d+$")
 
 
+# the simulator's counter groups (sim/layout.py COUNTERS) -> metric prefixes; the "headline"
+# group's counters get a copy under 0_headline/ and keep their subsystem's prefix below
+_GROUP_PREFIX = {"direct_map": "direct_map/", "allocator": "alloc/", "pageblocks": "pageblocks/", "cache": "cache/",
+                 "pack": "cache/", "per_order": ORDER, "loop": PERF, "compaction": "compaction/"}
+
+
 @lru_cache(maxsize=None)
 def metric_key(counter: str) -> str:
-    """The MLflow key of a final counter (not a headline copy: see `headline`)."""
+    """The MLflow key of a final counter (not a headline copy: see `headline`): its group and
+    unit as sim/layout.py declares them; counters derived at read-out by their names."""
+    from sim.layout import COUNTER_INFO
+
     if counter in _PERF:
         return PERF + counter
+    info = COUNTER_INFO.get(counter)
+    unit = "kB" if info is not None and info.unit == "kB" else _UNITS.get(counter)
+    name = f"{counter}_{unit}" if unit else counter
+    if info is not None and info.group in _GROUP_PREFIX:
+        return _GROUP_PREFIX[info.group] + (counter if info.group == "per_order" else name)
     if _ORDER.search(counter):
         return ORDER + counter
-    unit = _UNITS.get(counter)
-    name = f"{counter}_{unit}" if unit else counter
+    if counter.startswith(("compact_", "thp_", "pgmigrate_", "fragmentation_")):
+        return "compaction/" + name
     if counter.startswith(("DirectMap", "direct_map_", "cpa_", "tlb_")):
         return "direct_map/" + name
     if counter.startswith(("unmapped_", "bpf_prog_pack")):
