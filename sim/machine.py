@@ -65,6 +65,8 @@ class Machine:
         policy_params(self.state, self.policy)
         self._cpu = 0
         self._pack_allocs: dict[int, int] = {}  # live bpf_prog_pack handles -> chunks
+        self._moved: dict[int, int] = {}  # first pfn of a block -> where migration put it
+        self.compact_result: str | None = None
 
     @property
     def cpu(self) -> int:
@@ -74,8 +76,6 @@ class Machine:
     @cpu.setter
     def cpu(self, value: int) -> None:
         self._cpu = _int("cpu", value, 0, self.config.cpus - 1)
-        self._moved: dict[int, int] = {}  # first pfn of a block -> where migration put it
-        self.compact_result: str | None = None
 
     # --- page allocator ----------------------------------------------------------
     def alloc_pages(self, order: int, migratetype: str = "unmovable", unmapped: bool = False):
