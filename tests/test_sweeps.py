@@ -359,7 +359,7 @@ def test_bulk_and_client_writers_record_the_same(tmp_path, ray_address):
         out = {}
         for r in children:
             tags = {k: v for k, v in r.data.tags.items()
-                    if not k.startswith("mlflow.") and k not in ("dmfrag.sweep_id", "dmfrag.node")}
+                    if not k.startswith("mlflow.") and k not in ("dmfrag.sweep_id", "dmfrag.attempt", "dmfrag.node")}
             hist = {k: sorted((m.step, m.value) for m in c.get_metric_history(r.info.run_id, k))
                     for k in ("ts/DirectMap4k_kB", "0_headline/direct_map_level2_splits")}
             out[r.info.run_name] = (r.data.params, tags, {k: v for k, v in r.data.metrics.items() if "perf/" not in k},
