@@ -465,5 +465,6 @@ def test_identical_resolved_configs_run_once(tmp_path, ray_address):
     assert p.returncode == 0, p.stdout + p.stderr
     assert "4 configs: 3 done, 0 failed, 1 skipped" in p.stdout
     _, children = runs(tmp_path)
-    assert sorted((r.data.params["policy.name"], r.data.params["policy.max_blocks"]) for r in children) == \
+    # params: the swept keys under their short names (sweeps/naming.py)
+    assert sorted((r.data.params["policy"], r.data.params["max_blocks"]) for r in children) == \
         [("none", "0"), ("unmapped_cache", "16"), ("unmapped_cache", "64")]
