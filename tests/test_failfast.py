@@ -70,4 +70,4 @@ def test_every_policy_declares_its_knobs_and_its_preset_passes():
         validate_policy(sim.policy_config(name))
         validate_policy(PolicyConfig(name=name, **({"release": "4k"} if name == "grouped_pages" else {})))
     with pytest.raises(ConfigError, match=r"policy.max_blocks.*its knobs: none"):
-        sim.policy("none", max_blocks=5)
+        sim.policy_config("none", max_blocks=5)

@@ -359,7 +359,7 @@ def test_bulk_and_client_writers_record_the_same(tmp_path, ray_address):
         out = {}
         for r in children:
             tags = {k: v for k, v in r.data.tags.items()
-                    if not k.startswith("mlflow.") and k not in ("dmfrag.sweep_id", "dmfrag.node")}
+                    if not k.startswith("mlflow.") and k not in ("dmfrag.sweep_id", "dmfrag.attempt", "dmfrag.node")}
             hist = {k: sorted((m.step, m.value) for m in c.get_metric_history(r.info.run_id, k))
                     for k in ("ts/DirectMap4k_kB", "0_headline/direct_map_level2_splits")}
             out[r.info.run_name] = (r.data.params, tags, {k: v for k, v in r.data.metrics.items() if "perf/" not in k},
@@ -465,5 +465,6 @@ def test_identical_resolved_configs_run_once(tmp_path, ray_address):
     assert p.returncode == 0, p.stdout + p.stderr
     assert "4 configs: 3 done, 0 failed, 1 skipped" in p.stdout
     _, children = runs(tmp_path)
-    assert sorted((r.data.params["policy.name"], r.data.params["policy.max_blocks"]) for r in children) == \
+    # params: the swept keys under their short names (sweeps/naming.py)
+    assert sorted((r.data.params["policy"], r.data.params["max_blocks"]) for r in children) == \
         [("none", "0"), ("unmapped_cache", "16"), ("unmapped_cache", "64")]
