@@ -182,3 +182,36 @@ def test_freetype_invariants_under_pressure(seed):
         m.free_pages(p, o)
     m.drain_all_pages()
     assert m.check() == []
+
+
+def test_freetype_run_resumes_from_a_checkpoint_and_continues_a_machine_aged_under_none(tmp_path):
+    """freetype's state has a 4th per-CPU list (unmapped): its checkpoint restores, and a
+    machine aged under `none` (3 per-CPU lists) continues under freetype."""
+    from sim import checkpoint
+    from sim.hydra_conf import to_sim_config
+    from sim.simulate import Run
+
+    base = ["machine=small", "workload=vm_host", "window_s=10", "workload.callers.vms.initial=2",
+            "workload.callers.vms.rate_per_s=0.5", "workload.callers.vms.size_bytes={dist: fixed, value: 16777216}",
+            "workload.callers.vms.lifetime_s={dist: exp, mean: 20}"]
+    sc = to_sim_config(sim.load_config(base + ["policy=freetype", "workload.duration_s=60",
+                                               f"checkpoint_path={tmp_path / 'ft.ckpt'}"]))
+    run = Run(sc)
+    assert run.s.pcp_head.shape[1] == 4
+    for _ in range(3):
+        assert run.step()
+    checkpoint.save(sc.checkpoint_path, run)
+    resumed = checkpoint.load_if_matches(sc.checkpoint_path, sc, Run)
+    for r in (run, resumed):
+        while r.step():
+            pass
+        r.finish()
+    drop = {"events_per_second": 0}
+    a, b = run.result(0.0).counters | drop, resumed.result(0.0).counters | drop
+    assert a == b and a["freetype_unmap_conversions"] > 0
+
+    aged = tmp_path / "aged.npz"
+    sim.save_machine(sim.load_config(base + ["workload.duration_s=30"]), aged)
+    cont = sim.simulate(sim.load_config(base + ["workload.duration_s=60", "policy=freetype",
+                                                f"machine.snapshot={aged}"]))
+    assert cont.counters["freetype_unmap_conversions"] > 0
