@@ -27,7 +27,7 @@ def sim_cli(tmp: Path, *overrides: str, env=None):
     (["machine=small", "workload.duration_s=2",
       "++workload.callers={sm: {kind: secretmem, rate_per_s: 1e9, on_alloc: np, on_free: default}}"],
      "workload.callers.sm.rate_per_s"),
-    (["machine.mem_mib=16777216"], "workload.callers.movable.share"),
+    (["machine.mem_mib=16777216"], "workload.callers.reclaimable.share"),  # most live allocations per page
 ])
 def test_sim_cli_bad_input_is_one_line_exit_2(tmp_path, overrides, key):
     p = sim_cli(tmp_path, *overrides)
