@@ -29,13 +29,16 @@ def start_ray(ray_conf) -> bool:
 
     if ray.is_initialized():
         return False
+    from .signals import kept_through_ray_init
+
     address = ray_conf.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        kw = {"runtime_env": dict(ray_conf.runtime_env)} if ray_conf.runtime_env else {}
-        ray.init(address=address, log_to_driver=True, **kw)
-        return True
-    ray.init(num_cpus=ray_conf.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-             log_to_driver=True)
+    with kept_through_ray_init():
+        if address:
+            kw = {"runtime_env": dict(ray_conf.runtime_env)} if ray_conf.runtime_env else {}
+            ray.init(address=address, log_to_driver=True, **kw)
+        else:
+            ray.init(num_cpus=ray_conf.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     log_to_driver=True)
     return True
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from contextlib import contextmanager
 
 
 class Interrupted(BaseException):
@@ -49,6 +50,29 @@ class Handlers:
         if self.active:
             for s, h in self.saved.items():
                 signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+@contextmanager
+def kept_through_ray_init():
+    """ray.init replaces the SIGTERM handler with its own (sys.exit, or abort in the middle of
+    its C++ start) while it starts a local instance, which takes seconds: a SIGTERM then ended
+    the sweep with 15, 134 or -15 and no clean-up. Ours stays: the signal is noted, ray.init
+    finishes, and the driver's next check ends the sweep cleanly (ray.shutdown stops what
+    ray.init started)."""
+    try:
+        import ray._private.utils as ray_utils
+    except ImportError:  # Ray moved it: its handlers apply during start-up, ours after
+        yield
+        return
+    saved = getattr(ray_utils, "set_sigterm_handler", None)
+    if saved is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    ray_utils.set_sigterm_handler = lambda _handler: None
+    try:
+        yield
+    finally:
+        ray_utils.set_sigterm_handler = saved
 
 
 def install() -> Handlers:
