@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.services
+pytestmark = [pytest.mark.services, pytest.mark.xdist_group("services")]
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL = REPO / "infra" / "local"
