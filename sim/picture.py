@@ -42,12 +42,12 @@ def _gib(x: float) -> str:
 
 
 def save_png(codes: np.ndarray, path, title: str = "direct map") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Drawn once per run in the worker: a bare Agg figure (no pyplot state) and a fixed layout
+    (no tight_layout pass, which draws the text twice)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch, Rectangle
 
     n = codes.size
     width = grid_width(n)
@@ -55,20 +55,26 @@ def save_png(codes: np.ndarray, path, title: str = "direct map") -> None:
     grid = np.full(rows * width, R_PAD, np.uint8)
     grid[:n] = codes
     colours = COLOURS + [PAD_COLOUR]
-    fig, ax = plt.subplots(figsize=(10, max(2.5, min(20.0, 10 * rows / width + 1.5))))
+    h_in = max(3.0, min(20.0, 10 * rows / width + 1.5))
+    fig = Figure(figsize=(10, h_in))
+    FigureCanvasAgg(fig)
+    # margins in inches: title above, address labels left, the legend's two rows below
+    fig.subplots_adjust(left=1.1 / 10, right=1 - 0.2 / 10, top=1 - 0.55 / h_in, bottom=0.75 / h_in)
+    ax = fig.add_subplot()
     ax.imshow(grid.reshape(rows, width), cmap=ListedColormap(colours), vmin=0, vmax=len(colours) - 1,
               interpolation="nearest", aspect="auto")
     if rows * width > n:  # hatch the padding so it cannot be read as a hole
         r0, c0 = divmod(n, width)
-        ax.add_patch(plt.Rectangle((c0 - 0.5, r0 - 0.5), width - c0, 1, fill=False, hatch="///", lw=0,
+        ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), width - c0, 1, fill=False, hatch="///", lw=0,
                                    edgecolor="#888888"))
         for r in range(r0 + 1, rows):
-            ax.add_patch(plt.Rectangle((-0.5, r - 0.5), width, 1, fill=False, hatch="///", lw=0,
+            ax.add_patch(Rectangle((-0.5, r - 0.5), width, 1, fill=False, hatch="///", lw=0,
                                        edgecolor="#888888"))
     row_gib = width * 2 / 1024  # 2 MiB per cell
     ax.set_title(f"{title}\none cell per 2M region, {width} per row ({_gib(row_gib)} of physical address space)",
                  fontsize=10)
-    step = max(1, -(-rows // 16))
+    fits = max(2, int((h_in - 1.3) / 0.2))  # address labels at least 0.2 in apart
+    step = max(1, -(-rows // min(16, fits)))
     ticks = list(range(0, rows, step))
     ax.set_yticks(ticks)
     ax.set_yticklabels([_gib(r * row_gib) for r in ticks], fontsize=8)
@@ -81,6 +87,4 @@ def save_png(codes: np.ndarray, path, title: str = "direct map") -> None:
         handles.append(Patch(facecolor=PAD_COLOUR, hatch="///", edgecolor="#888888",
                              label=f"beyond the end of memory ({rows * width - n})"))
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3, fontsize=8)
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 import psutil
 import pytest
+from mlflow_store import empty_store
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["machine=small", "workload=idle", "workload.duration_s=5", "policy=none"]
@@ -34,7 +35,10 @@ def ray_address():
     ray.shutdown()
 
 
-def _args(tmp: Path, address: str | None, *overrides: str) -> list[str]:
+def _args(tmp: Path, address: str | None, *overrides: str, store: bool = True) -> list[str]:
+    """The sweep's command line; `store`: start from an empty store (else the driver creates it)."""
+    if store and not (tmp / "mlflow.db").exists():
+        empty_store(tmp / "mlflow.db")
     a = [sys.executable, "-m", "sweeps", *overrides,
          f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}", f"tracking.artifact_root={tmp / 'art'}",
          f"sweep.ledger_dir={tmp / 'ledger'}", f"sweep.out_dir={tmp / 'out'}",
@@ -44,10 +48,10 @@ def _args(tmp: Path, address: str | None, *overrides: str) -> list[str]:
     return a
 
 
-def run_cli(tmp: Path, address: str | None, *overrides: str, env=None, timeout=300):
+def run_cli(tmp: Path, address: str | None, *overrides: str, env=None, timeout=300, store: bool = True):
     e = dict(os.environ, **(env or {}))
     e.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run(_args(tmp, address, *overrides), cwd=tmp, env=e, capture_output=True, text=True,
+    return subprocess.run(_args(tmp, address, *overrides, store=store), cwd=tmp, env=e, capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -153,7 +157,7 @@ def test_failing_config_is_recorded_and_others_finish(tmp_path, ray_address):
                                           ("tracking.client_threads=0", "tracking.client_threads"),
                                           ("sweep.chunk_size=-1", "sweep.chunk_size")])
 def test_bad_override_fails_before_anything_starts(tmp_path, override, key):
-    p = run_cli(tmp_path, None, *TINY, "seed=0,1", override)
+    p = run_cli(tmp_path, None, *TINY, "seed=0,1", override, store=False)
     assert p.returncode != 0
     out = p.stdout + p.stderr
     assert key in out, out
@@ -459,7 +463,7 @@ def test_bad_service_settings_fail_in_one_line_before_the_store(tmp_path, overri
     (tmp_path / "afile").touch()
     e = dict(os.environ)
     e.pop("MLFLOW_TRACKING_URI", None)
-    args = _args(tmp_path, None, *TINY, "seed=0,1", "tracking.connect_timeout_s=2") + [override.replace("{tmp}", str(tmp_path))]
+    args = _args(tmp_path, None, *TINY, "seed=0,1", "tracking.connect_timeout_s=2", store=False) + [override.replace("{tmp}", str(tmp_path))]
     p = subprocess.run(args, cwd=tmp_path, env=e, capture_output=True, text=True, timeout=300)
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert p.returncode == code and len(lines) == 1 and lines[0].startswith("error: "), p.stdout + p.stderr
