@@ -73,7 +73,7 @@ def save_png(codes: np.ndarray, path, title: str = "direct map") -> None:
     row_gib = width * 2 / 1024  # 2 MiB per cell
     ax.set_title(f"{title}\none cell per 2M region, {width} per row ({_gib(row_gib)} of physical address space)",
                  fontsize=10)
-    fits = max(2, int((h_in - 1.3) / 0.2))  # address labels at least 0.2 in apart
+    fits = max(2, int((h_in - 1.3) / 0.15))  # address labels at least 0.15 in (8 pt text) apart
     step = max(1, -(-rows // min(16, fits)))
     ticks = list(range(0, rows, step))
     ax.set_yticks(ticks)
