@@ -214,7 +214,7 @@ def bar_groups(done: pl.DataFrame, xs: Sequence[str]) -> list[str]:
     return keys
 
 
-def _grouped_bars(ax, done: pl.DataFrame, col: str, keys: list[str], legend: bool) -> None:
+def _grouped_bars(ax, done: pl.DataFrame, col: str, keys: list[str]) -> None:
     """One group of bars per combination of `keys` (in sweep order), one bar per policy in each
     (mean over the group's runs, error bar = standard deviation), its mean written above it.
     A log scale when the bars span two decades or more (flushes: millions against thousands)."""
@@ -232,9 +232,9 @@ def _grouped_bars(ax, done: pl.DataFrame, col: str, keys: list[str], legend: boo
         sds = [cell.get((gr, pol), (None, None))[1] for gr in groups]
         ax.bar(xs, [m or 0 for m in ms], width=w, yerr=[s or 0 for s in sds], capsize=2, color=f"C{i}",
                label=pol)
-        for x, m in zip(xs, ms):
-            if m is not None:
-                ax.text(x, m, f"{m:.3g}", ha="center", va="bottom", fontsize=6, rotation=90)
+        for x, m, sd in zip(xs, ms, sds):
+            if m is not None:  # above the error bar
+                ax.text(x, m + (sd or 0), f"{m:.3g}", ha="center", va="bottom", fontsize=6, rotation=90)
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels(groups, fontsize=8)
     pos = [m for m, _ in cell.values() if m]
@@ -243,8 +243,6 @@ def _grouped_bars(ax, done: pl.DataFrame, col: str, keys: list[str], legend: boo
     elif not pos:
         ax.set_ylim(0, 1)
     ax.margins(y=0.25)
-    if legend:
-        ax.legend(title="policy", fontsize=7, title_fontsize=7)
 
 
 def plot(df: pl.DataFrame, jobs: Sequence, out_dir: Path, plot_x: Sequence[str] = ()) -> list[Path]:
@@ -268,17 +266,20 @@ def plot(df: pl.DataFrame, jobs: Sequence, out_dir: Path, plot_x: Sequence[str] 
     rows = -(-len(PLOTS) // PLOT_COLS)
     width = 4.2 if not keys else max(4.2, 0.35 * done["policy"].n_unique() * done.select(keys).unique().height + 1)
     fig, axes = plt.subplots(rows, PLOT_COLS, figsize=(width * PLOT_COLS, 3.6 * rows), squeeze=False)
-    for i, (ax, (title, col, ylabel)) in enumerate(zip(axes.flat, PLOTS)):
+    for ax, (title, col, ylabel) in zip(axes.flat, PLOTS):
         if col in done.columns:
             if keys:
-                _grouped_bars(ax, done, col, keys, legend=i == 0)
+                _grouped_bars(ax, done, col, keys)
             else:
                 _bars(ax, done, col)
         ax.set_title(title if col in done.columns else f"{title}: not measured", fontsize=10)
         ax.set_ylabel(ylabel, fontsize=8)
     per = "per policy" + (" and " + " x ".join(keys) if keys else "")
-    fig.suptitle(f"{per}: mean over its runs, error bar = standard deviation", fontsize=9)
-    fig.tight_layout()
+    fig.suptitle(f"{per}: mean over its runs, error bar = standard deviation", fontsize=9, x=0.01, ha="left")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:  # one legend for all plots: the policies' colours
+        fig.legend(handles, labels, loc="upper right", ncol=len(labels), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.95) if handles else None)
     p = out_dir / "summary.png"
     fig.savefig(p, dpi=90)
     plt.close(fig)
