@@ -66,6 +66,7 @@ class Machine:
         self._cpu = 0
         self._pack_allocs: dict[int, int] = {}  # live bpf_prog_pack handles -> chunks
         self._moved: dict[int, int] = {}  # first pfn of a block -> where migration put it
+        self._mig_log = None  # (old pfn, new pfn) rows of the migrations of one call (_logging_moves)
         self.compact_result: str | None = None
 
     @property
@@ -147,7 +148,9 @@ class Machine:
         """call(state) with migrations recorded: owner_pfn follows them; the moves of this call
         in _last_moves."""
         s = self.state
-        log = s._replace(mig_log=np.empty((int(s.par[P_MANAGED]) + 1, 2), np.int64))
+        if self._mig_log is None:  # one log for the machine (untouched pages cost nothing)
+            self._mig_log = np.empty((int(s.par[P_MANAGED]) + 1, 2), np.int64)
+        log = s._replace(mig_log=self._mig_log)
         s.var[V_MIG_LOG_ON], s.var[V_MIG_LOG_N] = 1, 0
         try:
             ret = call(log)
