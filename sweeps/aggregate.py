@@ -194,12 +194,14 @@ def html_table(df: pl.DataFrame, jobs: Sequence, title: str, description: str = 
 def _bars(ax, done: pl.DataFrame, col: str) -> None:
     g = done.group_by("policy", maintain_order=True).agg(pl.col(col).mean().alias("m"),
                                                          pl.col(col).std().alias("sd"), pl.len().alias("n"))
-    pols, means = g["policy"].to_list(), g["m"].to_list()
-    ax.bar(range(len(pols)), means, yerr=g["sd"].fill_null(0).to_list(), capsize=4,
-           color=[f"C{i}" for i in range(len(pols))])
-    ax.set_xticks(range(len(pols)))  # the mean under each bar, where no error bar hides it
-    ax.set_xticklabels([f"{p}\nmean {m:.3g} ({n} runs)" for p, m, n in zip(pols, means, g["n"].to_list())],
-                       fontsize=8)
+    pols, means, sds = g["policy"].to_list(), g["m"].to_list(), g["sd"].fill_null(0).to_list()
+    ax.bar(range(len(pols)), means, yerr=sds, capsize=4, color=[f"C{i}" for i in range(len(pols))])
+    for x, m, sd in zip(range(len(pols)), means, sds):  # the mean above its error bar
+        ax.text(x, m + sd, f"{m:.3g}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(pols)))
+    ax.set_xticklabels([f"{p}\n({n} runs)" for p, n in zip(pols, g["n"].to_list())], fontsize=7,
+                       rotation=15 if len(pols) > 3 else 0)
+    ax.margins(y=0.15)
     if not any(means):
         ax.set_ylim(0, 1)
 
