@@ -24,8 +24,8 @@ Per-CPU lists: pcp_head gets a 4th column for unmapped order-0 pages (freetype_s
   pages stay unmapped; buddy_merge joins pageblocks only with equal flags.
 - v4 (policy.version=4, the default): an unmapped allocation whose fast path and min-watermark
   retry failed direct-compacts before it gives up (__alloc_pages_slowpath), for any order: at
-  max(order, pageblock_order), since __rmqueue_direct_map needs a free pageblock. v3 compacts
-  only as every other allocation does (costly orders). Counted as direct compaction
+  max(order, pageblock_order), since __rmqueue_direct_map needs a free pageblock. v3 does not
+  compact for them (the caller reclaims once and retries). Counted as direct compaction
   (compact_stall, compact_success / compact_fail, pgmigrate_success).
 Not modelled: the retry in claim mode of later versions; the split's page-table page never
 remaps a block (alloc_pgtable_page uses the mapped lists and the reserves).
