@@ -124,7 +124,8 @@ def test_summary_figure_groups_bars_by_the_swept_categories(tmp_path):
                 sc = SimConfig()
                 sc.policy.name = pol
                 jobs.append(FakeJob(hashlib.sha256(repr(params).encode()).hexdigest(), params, sc))
-                rows.append({"status": "done", "policy": pol, "workload": wl, "seed": s, "policy.max_blocks": 16 * (s + 1),
+                rows.append({"status": "done", "policy": pol, "workload": wl, "seed": s,
+                             "policy.max_blocks": 16 * (s + 1),
                              "direct_map_level2_splits": l2 + s, "direct_map_level3_splits": 1.0,
                              "memory_held_MiB": 0.0 if pol == "none" else 64.0, "memory_stranded_MiB": 2.0,
                              "alloc_fail": 0.0, "tlb_flush_kernel_range": 3e6 if pol == "none" else 5e3,
