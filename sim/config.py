@@ -160,7 +160,7 @@ POLICY_KNOBS: dict[str, tuple[str, ...]] = {
     "grouped_pages": ("max_blocks", "release", "collapse", *SHRINKER_KNOBS),
     "prog_pack": ("max_blocks", "collapse", *SHRINKER_KNOBS),
     "execmem_rox": ("max_blocks", "collapse", *SHRINKER_KNOBS),
-    "freetype": (),  # ALLOC_UNMAPPED: no cache, no shrinker, never collapsed
+    "freetype": ("version",),  # ALLOC_UNMAPPED: no cache, no shrinker, never collapsed
 }
 assert set(POLICY_KNOBS) == set(POLICIES), "POLICY_KNOBS must list every policy of layout.POLICIES"
 
@@ -173,7 +173,8 @@ class PolicyConfig:
     unmapped_cache: the 2023 unmapped_alloc() RFC, a cache of 2M blocks with a buddy
       allocator and a shrinker; migratetype: the 2022 MIGRATE_UNMAPPED pageblock type;
     grouped_pages: order-9 blocks split into a list of 4K pages (PKS page tables);
-    prog_pack / execmem_rox: per-user 2M ROX packs for code (BPF / all code users).
+    prog_pack / execmem_rox: per-user 2M ROX packs for code (BPF / all code users);
+    freetype: the 2026 ALLOC_UNMAPPED series (unmapped memory as a page-allocator freetype).
     """
 
     name: str = field(default="none", metadata=choice(*POLICIES))
@@ -190,6 +191,9 @@ class PolicyConfig:
     # shrinker: how much it keeps / releases
     keep_free_pages: int = field(default=0, metadata=rng(0, 1 << 40))  # low threshold
     batch_pages: int = field(default=0, metadata=rng(0, 1 << 40))  # per run at most (0: no limit)
+    # freetype: the ALLOC_UNMAPPED series version modelled (4: unmapped allocations always
+    # direct-compact before they fail; 3: they compact only as other allocations do)
+    version: int = field(default=4, metadata=choice(3, 4))
 
 
 # ---------------------------------------------------------------------------

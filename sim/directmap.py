@@ -5,11 +5,11 @@ protection of every 4K page (prot). A 1G or 2M leaf has one protection, stored i
 of its 4K pages' prot entries, so a change of a whole leaf is a range write.
 """
 from .constants import (
-    MAP_LEAF, MAP_NONE, MAP_TABLE, MIGRATE_UNMOVABLE, PG_HOLE, PMD_PAGES, PTRS_PER_PMD, PROT_PRESENT, PROT_RW,
+    MAP_LEAF, MAP_NONE, MAP_TABLE, PG_HOLE, PMD_PAGES, PTRS_PER_PMD, PROT_PRESENT, PROT_RW,
     PUD_PAGES,
 )
 from .jit import njit
-from .page_alloc import ALLOC_NO_WATERMARKS, ALLOC_WMARK_MIN, __alloc_pages_noreclaim, __free_pages
+from .page_alloc import ALLOC_NO_WATERMARKS, ALLOC_WMARK_MIN, __free_pages, alloc_pgtable_noremap
 from .layout import (
     CPA_EFAULT, CPA_ENOMEM, CPA_OK, NO_PAGE,
     C_CPA, C_DM_1G, C_DM_2M, C_DM_4K, C_L2_COLLAPSES, C_L2_SPLITS, C_L3_COLLAPSES, C_L3_SPLITS,
@@ -49,9 +49,9 @@ def cpa_flush(s, numpages, force_flush_all):
 @njit
 def alloc_pgtable_page(s):
     """The page-table page a split needs: alloc_pages(GFP_KERNEL, 0), unmovable."""
-    pfn = __alloc_pages_noreclaim(s, 0, MIGRATE_UNMOVABLE, s.var[V_CPU], ALLOC_WMARK_MIN)
+    pfn = alloc_pgtable_noremap(s, ALLOC_WMARK_MIN)
     if pfn == NO_PAGE:  # GFP_KERNEL may dip further after reclaim; model it as the reserves
-        pfn = __alloc_pages_noreclaim(s, 0, MIGRATE_UNMOVABLE, s.var[V_CPU], ALLOC_NO_WATERMARKS)
+        pfn = alloc_pgtable_noremap(s, ALLOC_NO_WATERMARKS)
     if pfn != NO_PAGE:
         s.ctr[C_PT_PAGES] += 1
     return pfn

@@ -9,7 +9,7 @@ from .constants import (
 )
 from .directmap import change_page_attr, flush_tlb_all, flush_tlb_kernel_range, set_memory
 from .jit import njit, njit_inline, prefetch
-from .freetype import FREETYPE_UNMAPPED, freetype_remap_alloc
+from .freetype import FREETYPE_UNMAPPED
 from .metrics import free_2m_blocks
 from .page_alloc import (
     ALLOC_WMARK_LOW, ALLOC_WMARK_MIN, __alloc_pages_noreclaim, __alloc_pages_slowpath, __free_pages, alloc_failed,
@@ -110,12 +110,8 @@ def __alloc_pages_reclaim(s, order, mt, lv, c_on_free):
     """__alloc_pages after its fast path failed at the low watermark: the min watermark
     and a per-CPU drain; direct compaction for costly orders (compaction on); then wake
     kswapd (reclaim to high; it wakes kcompactd for an order > 0) and retry at min; else
-    count a failure for this order. Under freetype an unmovable request first remaps an
-    unmapped block (__rmqueue_direct_map, part of __rmqueue in the kernel)."""
-    if s.par[P_POLICY] == POL_FREETYPE:
-        pfn = freetype_remap_alloc(s, order, mt)
-        if pfn != NO_PAGE:
-            return pfn
+    count a failure for this order. (Under freetype an unmovable request's remap of an
+    unmapped block happens inside rmqueue, as __rmqueue_direct_map does in rmqueue_buddy.)"""
     pfn = __alloc_pages_slowpath(s, order, mt, s.var[V_CPU], ALLOC_WMARK_LOW)
     if pfn != NO_PAGE:
         return pfn

@@ -12,7 +12,8 @@ Per-CPU lists: pcp_head gets a 4th column for unmapped order-0 pages (freetype_s
 
 - Normal path (get_page_from_freelist): per-CPU lists, then __rmqueue of the same freetype.
   An unmapped request never claims or steals mapped free lists there.
-- __rmqueue_direct_map, when that fails (never for a per-CPU refill): take
+- __rmqueue_direct_map, where the kernel calls it: in rmqueue_buddy when __rmqueue failed
+  (page_alloc.rmqueue calls rmqueue_direct_map; a per-CPU refill, rmqueue_bulk, never does). Take
   max(order, pageblock_order) from the opposite flag through __rmqueue (claim and steal apply
   for mapped -> unmapped), set_direct_map_valid_noflush on the whole block (aligned 2M leaves
   change in place; a 1G leaf around them splits once), set the flag on each pageblock, and
@@ -21,23 +22,29 @@ Per-CPU lists: pcp_head gets a 4th column for unmapped order-0 pages (freetype_s
   costs no flush but zeroes the block. Nothing is collapsed back.
 - Free path: pages go back to their pageblock's freetype (__free_pages reads pb_mt), so unmapped
   pages stay unmapped; buddy_merge joins pageblocks only with equal flags.
-Not modelled: v4's direct compaction for unmapped allocations (no compaction in the model yet),
-the retry in claim mode of later versions; the split's page-table page never remaps a block
-(alloc_pgtable_page uses the mapped lists and the reserves).
+- v4 (policy.version=4, the default): an unmapped allocation whose fast path and min-watermark
+  retry failed direct-compacts before it gives up (__alloc_pages_slowpath), for any order: at
+  max(order, pageblock_order), since __rmqueue_direct_map needs a free pageblock. v3 does not
+  compact for them (the caller reclaims once and retries). Counted as direct compaction
+  (compact_stall, compact_success / compact_fail, pgmigrate_success).
+Not modelled: the retry in claim mode of later versions; the split's page-table page never
+remaps a block (alloc_pgtable_page uses the mapped lists and the reserves).
 """
 import numpy as np
 
 from .buddy import expand, set_pageblock_range
 from .cache import cache_held_add
+from .compaction import MODE_SYNC, direct_compact_for_block
 from .constants import MAX_PAGE_ORDER, MIGRATE_UNMAPPED, MIGRATE_UNMOVABLE, PAGEBLOCK_ORDER, PROT_PRESENT
 from .directmap import change_page_attr, flush_tlb_kernel_range
 from .jit import njit
 from .layout import (
-    C_CACHE_HITS, C_CACHE_MISSES, C_FT_REMAPS, C_FT_UNMAPS, C_FT_ZEROED, C_NR_FREE, CPA_OK, NO_PAGE,
-    P_WMARK_LOW, P_WMARK_MIN, V_CPU,
+    C_CACHE_HITS, C_CACHE_MISSES, C_FT_REMAPS, C_FT_UNMAPS, C_FT_ZEROED, CPA_OK, NO_PAGE, P_FT_DIRECT_COMPACT,
+    V_CPU,
 )
 from .page_alloc import (
-    ALLOC_WMARK_LOW, __free_one_page, __rmqueue, __rmqueue_smallest, get_page_from_freelist_call, prep_new_page,
+    ALLOC_WMARK_LOW, ALLOC_WMARK_MIN, __alloc_pages_slowpath, __free_one_page, __rmqueue, __rmqueue_smallest,
+    get_page_from_freelist_call,
 )
 
 FREETYPE_UNMAPPED = MIGRATE_UNMAPPED  # free-list index of {MIGRATE_UNMOVABLE, FREETYPE_UNMAPPED}
@@ -58,12 +65,6 @@ def set_direct_map_valid_noflush(s, pfn, numpages, valid):
     if valid:
         return change_page_attr(s, pfn, numpages, PROT_PRESENT, 0, False)
     return change_page_attr(s, pfn, numpages, 0, PROT_PRESENT, False)
-
-
-@njit
-def free_pages_ok(s, order, mark):
-    """The free-page part of __zone_watermark_ok, counting both flags' free lists."""
-    return s.ctr[C_NR_FREE] - ((1 << order) - 1) > mark
 
 
 @njit
@@ -99,37 +100,36 @@ def __rmqueue_direct_map(s, order, ft):
 
 
 @njit
-def freetype_alloc(s, order):
-    """An unmapped (ALLOC_UNMAPPED) unmovable request: the normal path of the unmapped freetype
-    (per-CPU list, its own free lists), else __rmqueue_direct_map from the mapped lists."""
-    pfn = get_page_from_freelist_call(s, order, FREETYPE_UNMAPPED, s.var[V_CPU], ALLOC_WMARK_LOW)
-    if pfn != NO_PAGE:
-        s.ctr[C_CACHE_HITS] += 1
-        return pfn
-    if not free_pages_ok(s, order, s.par[P_WMARK_MIN]):
-        s.ctr[C_CACHE_MISSES] += 1
-        return NO_PAGE
-    # (the model's high-order watermark check looks at the mapped lists only: try our own lists)
-    pfn = __rmqueue_smallest(s, order, FREETYPE_UNMAPPED)
-    if pfn != NO_PAGE:
-        s.ctr[C_CACHE_HITS] += 1
-    else:
-        s.ctr[C_CACHE_MISSES] += 1
-        pfn = __rmqueue_direct_map(s, order, FREETYPE_UNMAPPED)
-    if pfn != NO_PAGE:
-        prep_new_page(s, pfn, order, FREETYPE_UNMAPPED)
-    return pfn
+def rmqueue_direct_map(s, order, mt):
+    """rmqueue_buddy after __rmqueue failed (page_alloc.rmqueue): __rmqueue_direct_map for the
+    freetypes that have an opposite flag. v3/v4 have unmapped lists for MIGRATE_UNMOVABLE only,
+    so a movable or reclaimable request never remaps."""
+    if mt == FREETYPE_UNMAPPED or mt == MIGRATE_UNMOVABLE:
+        return __rmqueue_direct_map(s, order, mt)
+    return NO_PAGE
 
 
 @njit
-def freetype_remap_alloc(s, order, mt):
-    """A mapped request whose normal path failed: only MIGRATE_UNMOVABLE may take an unmapped
-    block and map it again (v3/v4); movable and reclaimable requests never remap."""
-    if mt != MIGRATE_UNMOVABLE or not free_pages_ok(s, order, s.par[P_WMARK_LOW]):
-        return NO_PAGE
-    pfn = __rmqueue_direct_map(s, order, MIGRATE_UNMOVABLE)
-    if pfn != NO_PAGE:
-        prep_new_page(s, pfn, order, MIGRATE_UNMOVABLE)
+def freetype_alloc(s, order):
+    """An unmapped (ALLOC_UNMAPPED) unmovable request, through the page allocator: the fast path
+    at the low watermark (per-CPU list, own free lists, else __rmqueue_direct_map converts
+    mapped pageblocks), the slow path's min-watermark retry and per-CPU drain; then (v4) direct
+    compaction for a free pageblock and a retry. Reclaim is the caller's (alloc_unmapped)."""
+    unmaps = s.ctr[C_FT_UNMAPS]
+    cpu = s.var[V_CPU]
+    pfn = get_page_from_freelist_call(s, order, FREETYPE_UNMAPPED, cpu, ALLOC_WMARK_LOW)
+    if pfn == NO_PAGE:
+        pfn = __alloc_pages_slowpath(s, order, FREETYPE_UNMAPPED, cpu, ALLOC_WMARK_LOW)
+    if pfn == NO_PAGE and s.par[P_FT_DIRECT_COMPACT] != 0:
+        # v4: __alloc_pages_direct_compact for any order of an unmapped allocation; a pageblock
+        # is what __rmqueue_direct_map takes (sync-light: an async run for an unmovable request
+        # would only scan unmovable pageblocks)
+        if direct_compact_for_block(s, max(order, PAGEBLOCK_ORDER), MIGRATE_UNMOVABLE, MODE_SYNC):
+            pfn = get_page_from_freelist_call(s, order, FREETYPE_UNMAPPED, cpu, ALLOC_WMARK_MIN)
+    if pfn != NO_PAGE and s.ctr[C_FT_UNMAPS] == unmaps:
+        s.ctr[C_CACHE_HITS] += 1  # served from the unmapped freetype's own lists
+    else:
+        s.ctr[C_CACHE_MISSES] += 1
     return pfn
 
 

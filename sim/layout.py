@@ -150,6 +150,7 @@ SETTINGS = (
     Slot("SHRINK_KEEP", "free cached pages the shrinker keeps"),
     Slot("SHRINK_BATCH", "pages released per shrinker run at most (0: no limit)"),
     Slot("SHRINK_ON_RECLAIM", "reclaim runs the shrinker"),
+    Slot("FT_DIRECT_COMPACT", "freetype v4: direct compaction for unmapped allocations (policy.version >= 4)"),
 )
 
 # State.var: mutable scalars of the running model.

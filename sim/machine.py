@@ -21,7 +21,7 @@ from .constants import (
     BPF_PROG_PACK_SIZE, MAX_PAGE_ORDER, MIGRATETYPE_NAMES, MIGRATETYPES, MIGRATE_PCPTYPES,
     PAGE_KERNEL, PG_ALLOC, PROT_NX, PROT_PKEY, PROT_PRESENT, PROT_RW,
 )
-from .freetype import freetype_remap_alloc, freetype_state
+from .freetype import freetype_state
 from .directmap import change_page_attr, flush_tlb_kernel_range, mapping_level, set_memory
 from .metrics import counters, free_2m_blocks, pageblock_pollution
 from .page_alloc import ALLOC_WMARK_LOW, alloc_failed, alloc_pages_noreclaim, drain_all_pages, free_pages
@@ -66,6 +66,7 @@ class Machine:
         self._cpu = 0
         self._pack_allocs: dict[int, int] = {}  # live bpf_prog_pack handles -> chunks
         self._moved: dict[int, int] = {}  # first pfn of a block -> where migration put it
+        self._mig_log = None  # (old pfn, new pfn) rows of the migrations of one call (_logging_moves)
         self.compact_result: str | None = None
 
     @property
@@ -85,16 +86,14 @@ class Machine:
         unmapped = _bool("unmapped", unmapped)
         s = self.state
         s.var[V_CPU] = self.cpu
-        if unmapped:  # __GFP_UNMAPPED: through the policy
-            pfn = int(policy_alloc(s, int(order)))
+        if unmapped:  # __GFP_UNMAPPED: through the policy (whose refill may compact: moves tracked)
+            pfn = int(self._logging_moves(lambda log: policy_alloc(log, int(order))))
             if pfn == NO_PAGE:
                 alloc_failed(s, int(order))
                 return None
             if pfn != NOT_SERVED:
                 return pfn
         pfn = int(alloc_pages_noreclaim(s, int(order), mt, self.cpu, ALLOC_WMARK_LOW))
-        if pfn < 0 and self.policy.name == "freetype":  # __rmqueue_direct_map: remap (unmovable only)
-            pfn = int(freetype_remap_alloc(s, int(order), mt))
         if pfn < 0:
             alloc_failed(s, int(order))
             return None
@@ -137,17 +136,26 @@ class Machine:
         mt = _migratetype(migratetype)
         s = self.state
         s.var[V_CPU] = self.cpu
-        log = s._replace(mig_log=np.zeros((int(s.par[P_MANAGED]) + 1, 2), np.int64))
-        s.var[V_MIG_LOG_ON], s.var[V_MIG_LOG_N] = 1, 0
-        try:
-            ret = int(compact_zone(log, int(order), mt, MODE_SYNC))
-        finally:
-            s.var[V_MIG_LOG_ON] = 0
+        ret = int(self._logging_moves(lambda log: compact_zone(log, int(order), mt, MODE_SYNC)))
         if ret == COMPACT_SUCCESS:
             compaction_defer_reset(s, int(order), False)
         elif ret == COMPACT_COMPLETE:
             defer_compaction(s, int(order))
         self.compact_result = COMPACT_RESULT_NAMES[ret]
+        return self._last_moves
+
+    def _logging_moves(self, call):
+        """call(state) with migrations recorded: owner_pfn follows them; the moves of this call
+        in _last_moves."""
+        s = self.state
+        if self._mig_log is None:  # one log for the machine (untouched pages cost nothing)
+            self._mig_log = np.empty((int(s.par[P_MANAGED]) + 1, 2), np.int64)
+        log = s._replace(mig_log=self._mig_log)
+        s.var[V_MIG_LOG_ON], s.var[V_MIG_LOG_N] = 1, 0
+        try:
+            ret = call(log)
+        finally:
+            s.var[V_MIG_LOG_ON] = 0
         n = int(s.var[V_MIG_LOG_N])
         moves = {int(a): int(b) for a, b in log.mig_log[:min(n, log.mig_log.shape[0])]}
         back = {new: old for old, new in self._moved.items()}
@@ -155,7 +163,8 @@ class Machine:
             first = back.pop(old, old)
             self._moved[first] = new
             back[new] = first
-        return moves
+        self._last_moves = moves
+        return ret
 
     def owner_pfn(self, pfn: int) -> int:
         """Where the block that was allocated at pfn is now (pfn itself if it never moved)."""

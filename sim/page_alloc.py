@@ -17,7 +17,7 @@ from .jit import njit, njit_inline
 from .layout import (
     C_ALLOC_FAIL, C_ALLOC_FAIL_ORDER, C_ALLOC_PAGES, C_ALLOCS, C_CLAIM, C_FREE_PAGES, C_FREES, C_NR_FREE,
     C_NR_PCP, C_PCP_DRAIN, C_PCP_REFILL, C_STEAL, FALLBACK_NONE, FALLBACK_TOO_SMALL, NIL, NO_PAGE,
-    P_NOFRAGMENT, P_PCP_BATCH, P_PCP_HIGH, P_PCP_ON, P_WMARK_LOW, P_WMARK_MIN,
+    P_NOFRAGMENT, P_PCP_BATCH, P_PCP_HIGH, P_PCP_ON, P_POLICY, P_WMARK_LOW, P_WMARK_MIN, POL_FREETYPE, V_CPU,
 )
 from .pollution import set_block_head, set_head_flags, set_pageblock_mt
 
@@ -304,18 +304,20 @@ def zone_watermark_ok(s, order, mark):
         return False
     if order == 0:
         return True
+    # freetype: the unmapped freetype's lists (index MIGRATE_PCPTYPES) are free lists of the zone too
+    nr_lists = MIGRATE_PCPTYPES + 1 if s.par[P_POLICY] == POL_FREETYPE else MIGRATE_PCPTYPES
     for o in range(order, MAX_PAGE_ORDER + 1):
-        for mt in range(MIGRATE_PCPTYPES):
+        for mt in range(nr_lists):
             if s.nr_free[o, mt] > 0:
                 return True
     return False
 
 
 @njit_inline
-def rmqueue(s, order, mt, cpu):
+def rmqueue_noremap(s, order, mt, cpu):
     """rmqueue: per-CPU list for order 0 when enabled (one list per pcp migratetype, plus one
     for unmapped pages under freetype: pcp_head has a 4th column then), else the zone's free lists
-    (with the ALLOC_NOFRAGMENT first pass of get_page_from_freelist)."""
+    (rmqueue_buddy, with the ALLOC_NOFRAGMENT first pass of get_page_from_freelist)."""
     nofrag = s.par[P_NOFRAGMENT] != 0
     if order == 0 and s.par[P_PCP_ON] != 0 and mt < s.pcp_head.shape[1]:
         if s.pcp_head[cpu, mt] == NIL:
@@ -323,12 +325,22 @@ def rmqueue(s, order, mt, cpu):
                 rmqueue_bulk(s, cpu, mt, s.par[P_PCP_BATCH], False)
         pfn = s.pcp_head[cpu, mt]
         if pfn < 0:
-            return NO_PAGE
+            return NO_PAGE  # rmqueue_pcplist failed, so would rmqueue_buddy's __rmqueue
         pcp_del(s, cpu, mt, pfn)
         return pfn
     pfn = rmqueue_inline(s, order, mt, nofrag)
     if pfn < 0 and nofrag:
         pfn = __rmqueue(s, order, mt, False)
+    return pfn
+
+
+@njit_inline
+def rmqueue(s, order, mt, cpu):
+    """rmqueue; under freetype, rmqueue_buddy then calls __rmqueue_direct_map when __rmqueue
+    failed (a per-CPU refill, rmqueue_bulk, never does)."""
+    pfn = rmqueue_noremap(s, order, mt, cpu)
+    if pfn < 0 and s.par[P_POLICY] == POL_FREETYPE:
+        pfn = _freetype.rmqueue_direct_map(s, order, mt)
     return pfn
 
 
@@ -340,19 +352,45 @@ def prep_new_page(s, pfn, order, mt):
 
 
 @njit_inline
+def watermark_passes(s, order, mt, cpu, alloc_flags):
+    """get_page_from_freelist's zone_watermark_ok for alloc_flags; order-0 pages already on this
+    CPU's list are handed out regardless."""
+    if alloc_flags == ALLOC_NO_WATERMARKS:
+        return True
+    mark = s.par[P_WMARK_LOW] if alloc_flags == ALLOC_WMARK_LOW else s.par[P_WMARK_MIN]
+    if zone_watermark_ok(s, order, mark):
+        return True
+    return order == 0 and s.par[P_PCP_ON] != 0 and mt < s.pcp_head.shape[1] and s.pcp_head[cpu, mt] != NIL
+
+
+@njit_inline
 def get_page_from_freelist(s, order, mt, cpu, alloc_flags):
     """get_page_from_freelist for one zone: watermark check, then rmqueue."""
-    if alloc_flags != ALLOC_NO_WATERMARKS:
-        mark = s.par[P_WMARK_LOW] if alloc_flags == ALLOC_WMARK_LOW else s.par[P_WMARK_MIN]
-        if not zone_watermark_ok(s, order, mark):
-            # order-0 pages already on this CPU's list are handed out regardless
-            if not (order == 0 and s.par[P_PCP_ON] != 0 and mt < s.pcp_head.shape[1]
-                    and s.pcp_head[cpu, mt] != NIL):
-                return NO_PAGE
+    if not watermark_passes(s, order, mt, cpu, alloc_flags):
+        return NO_PAGE
     pfn = rmqueue(s, order, mt, cpu)
     if pfn >= 0:
         prep_new_page(s, pfn, order, mt)
     return pfn
+
+
+@njit
+def alloc_pgtable_noremap(s, alloc_flags):
+    """__alloc_pages_noreclaim(order 0, unmovable) for a direct-map split's page-table page
+    (directmap.alloc_pgtable_page): without __rmqueue_direct_map, whose own set_direct_map call
+    may split and so need a page table (freetype: a page table never remaps a block)."""
+    cpu = s.var[V_CPU]
+    for attempt in range(2):  # then again after draining the per-CPU lists (__alloc_pages_slowpath)
+        if attempt == 1:
+            if s.ctr[C_NR_PCP] == 0:
+                break
+            drain_all_pages(s)
+        if watermark_passes(s, 0, MIGRATE_UNMOVABLE, cpu, alloc_flags):
+            pfn = rmqueue_noremap(s, 0, MIGRATE_UNMOVABLE, cpu)
+            if pfn >= 0:
+                prep_new_page(s, pfn, 0, MIGRATE_UNMOVABLE)
+                return pfn
+    return NO_PAGE
 
 
 @njit
@@ -414,3 +452,7 @@ def __free_pages(s, pfn, order, cpu):
 # names without leading underscores, for callers inside classes (Python mangles __names there)
 alloc_pages_noreclaim = __alloc_pages_noreclaim
 free_pages = __free_pages
+
+# freetype.py builds on this module (it imports it); the model resolves the module attribute
+# _freetype.rmqueue_direct_map when it compiles rmqueue, after both modules are loaded
+from . import freetype as _freetype  # noqa: E402

@@ -19,13 +19,16 @@ HEADLINE = [("direct_map_level2_splits", "L2 splits", "{:.0f}"), ("direct_map_le
 KEY_METRICS = [c for c, _, _ in HEADLINE]
 PLOTS = [  # (title, column, y label)
     ("level-2 splits (2M -> 4K)", "direct_map_level2_splits", "direct_map_level2_splits"),
-    ("memory held by the cache", "memory_held_MiB", "MiB held (unmapped_cache_held_pages)"),
+    ("level-3 splits (1G -> 2M)", "direct_map_level3_splits", "direct_map_level3_splits"),
+    ("memory held (unmapped)", "memory_held_MiB", "MiB held (unmapped_cache_held_pages)"),
+    ("memory stranded (free but unmapped)", "memory_stranded_MiB", "MiB (unmapped_cache_stranded_pages)"),
     ("allocation failures", "alloc_fail", "alloc_fail"),
     ("flush_tlb_kernel_range calls", "tlb_flush_kernel_range", "tlb_flush_kernel_range"),
     ("pages flushed by range", "tlb_flush_kernel_pages", "tlb_flush_kernel_pages"),
     ("global flushes (flush_tlb_all)", "tlb_flush_all", "tlb_flush_all"),
 ]
-PLOT_COLS = 3  # plots per row of a figure
+PLOT_COLS = 4  # plots per row of a figure
+MAX_BAR_GROUPS = 12  # the summary groups its bars by the swept categories up to this many groups
 
 
 def sweep_table(jobs: Sequence, ledger_rows: dict[str, dict], names=None) -> pl.DataFrame:
@@ -191,14 +194,57 @@ def html_table(df: pl.DataFrame, jobs: Sequence, title: str, description: str = 
 def _bars(ax, done: pl.DataFrame, col: str) -> None:
     g = done.group_by("policy", maintain_order=True).agg(pl.col(col).mean().alias("m"),
                                                          pl.col(col).std().alias("sd"), pl.len().alias("n"))
-    pols, means = g["policy"].to_list(), g["m"].to_list()
-    ax.bar(range(len(pols)), means, yerr=g["sd"].fill_null(0).to_list(), capsize=4,
-           color=[f"C{i}" for i in range(len(pols))])
-    ax.set_xticks(range(len(pols)))  # the mean under each bar, where no error bar hides it
-    ax.set_xticklabels([f"{p}\nmean {m:.3g} ({n} runs)" for p, m, n in zip(pols, means, g["n"].to_list())],
-                       fontsize=8)
+    pols, means, sds = g["policy"].to_list(), g["m"].to_list(), g["sd"].fill_null(0).to_list()
+    ax.bar(range(len(pols)), means, yerr=sds, capsize=4, color=[f"C{i}" for i in range(len(pols))])
+    for x, m, sd in zip(range(len(pols)), means, sds):  # the mean above its error bar
+        ax.text(x, m + sd, f"{m:.3g}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(pols)))
+    ax.set_xticklabels([f"{p}\n({n} runs)" for p, n in zip(pols, g["n"].to_list())], fontsize=7,
+                       rotation=15 if len(pols) > 3 else 0)
+    ax.margins(y=0.15)
     if not any(means):
         ax.set_ylim(0, 1)
+
+
+def bar_groups(done: pl.DataFrame, xs: Sequence[str]) -> list[str]:
+    """The swept keys the summary groups its bars by: those whose values are categories (e.g.
+    workload), when their combinations make at most MAX_BAR_GROUPS groups. Numeric axes get
+    their own line plots instead."""
+    keys = [x for x in xs if not done[x].dtype.is_numeric()]
+    if not keys or done.select(keys).unique().height > MAX_BAR_GROUPS:
+        return []
+    return keys
+
+
+def _grouped_bars(ax, done: pl.DataFrame, col: str, keys: list[str]) -> None:
+    """One group of bars per combination of `keys` (in sweep order), one bar per policy in each
+    (mean over the group's runs, error bar = standard deviation), its mean written above it.
+    A log scale when the bars span two decades or more (flushes: millions against thousands)."""
+    lab = pl.concat_str([pl.col(k).cast(pl.Utf8) for k in keys], separator="\n").alias("_group")
+    d = done.with_columns(lab)
+    groups = d["_group"].unique(maintain_order=True).to_list()
+    pols = d["policy"].unique(maintain_order=True).to_list()
+    g = d.group_by("_group", "policy", maintain_order=True).agg(pl.col(col).mean().alias("m"),
+                                                                pl.col(col).std().alias("sd"))
+    cell = {(r["_group"], r["policy"]): (r["m"], r["sd"]) for r in g.iter_rows(named=True)}
+    w = 0.8 / max(1, len(pols))
+    for i, pol in enumerate(pols):
+        xs = [gi + (i - (len(pols) - 1) / 2) * w for gi in range(len(groups))]
+        ms = [cell.get((gr, pol), (None, None))[0] for gr in groups]
+        sds = [cell.get((gr, pol), (None, None))[1] for gr in groups]
+        ax.bar(xs, [m or 0 for m in ms], width=w, yerr=[s or 0 for s in sds], capsize=2, color=f"C{i}",
+               label=pol)
+        for x, m, sd in zip(xs, ms, sds):
+            if m is not None:  # above the error bar
+                ax.text(x, m + (sd or 0), f"{m:.3g}", ha="center", va="bottom", fontsize=6, rotation=90)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(groups, fontsize=8)
+    pos = [m for m, _ in cell.values() if m]
+    if pos and min(pos) > 0 and max(pos) / min(pos) >= 100:
+        ax.set_yscale("symlog", linthresh=max(1.0, min(pos)))
+    elif not pos:
+        ax.set_ylim(0, 1)
+    ax.margins(y=0.25)
 
 
 def plot(df: pl.DataFrame, jobs: Sequence, out_dir: Path, plot_x: Sequence[str] = ()) -> list[Path]:
@@ -214,17 +260,28 @@ def plot(df: pl.DataFrame, jobs: Sequence, out_dir: Path, plot_x: Sequence[str] 
     if done.is_empty():
         return []
     xs = [x for x in (list(plot_x) or swept_columns(jobs)) if x in done.columns and x not in ("policy", "seed")]
+    keys = bar_groups(done, xs)
+    xs = [x for x in xs if x not in keys]  # (categories grouped in the summary get no line plot)
     paths = []
-    # the summary: one bar per policy (mean over the sweep's runs, error bar = standard deviation)
+    # the summary: one bar per policy (mean over the sweep's runs, error bar = standard deviation),
+    # in one group per swept category (e.g. per workload) when the sweep has such axes
     rows = -(-len(PLOTS) // PLOT_COLS)
-    fig, axes = plt.subplots(rows, PLOT_COLS, figsize=(4.2 * PLOT_COLS, 3.6 * rows), squeeze=False)
+    width = 4.2 if not keys else max(4.2, 0.35 * done["policy"].n_unique() * done.select(keys).unique().height + 1)
+    fig, axes = plt.subplots(rows, PLOT_COLS, figsize=(width * PLOT_COLS, 3.6 * rows), squeeze=False)
     for ax, (title, col, ylabel) in zip(axes.flat, PLOTS):
         if col in done.columns:
-            _bars(ax, done, col)
+            if keys:
+                _grouped_bars(ax, done, col, keys)
+            else:
+                _bars(ax, done, col)
         ax.set_title(title if col in done.columns else f"{title}: not measured", fontsize=10)
         ax.set_ylabel(ylabel, fontsize=8)
-    fig.suptitle("per policy: mean over its runs, error bar = standard deviation", fontsize=9)
-    fig.tight_layout()
+    per = "per policy" + (" and " + " x ".join(keys) if keys else "")
+    fig.suptitle(f"{per}: mean over its runs, error bar = standard deviation", fontsize=9, x=0.01, ha="left")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:  # one legend for all plots: the policies' colours
+        fig.legend(handles, labels, loc="upper right", ncol=len(labels), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.95) if handles else None)
     p = out_dir / "summary.png"
     fig.savefig(p, dpi=90)
     plt.close(fig)

@@ -121,7 +121,8 @@ op = st.one_of(
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(op, max_size=150), fill=st.integers(0, 3000),
-       policy=st.sampled_from(["none", "unmapped_cache", "migratetype", "grouped_pages", "prog_pack", "execmem_rox"]),
+       policy=st.sampled_from(["none", "unmapped_cache", "migratetype", "grouped_pages", "prog_pack", "execmem_rox",
+                               "freetype"]),
        pcp=st.booleans())
 def test_random_compaction_keeps_invariants_and_the_direct_map(ops, fill, policy, pcp):
     """Invariants (the owner map included) hold after random compaction under every policy;

@@ -84,6 +84,83 @@ def test_remap_only_for_unmovable_when_only_unmapped_blocks_remain():
     assert m.check() == []
 
 
+def _only_unmapped_blocks_free(m):
+    """Leave free memory only on the unmapped freetype's lists: unmapped order-10 blocks
+    allocated and freed, every mapped free page used up by movable allocations."""
+    big = []
+    while (p := m.alloc_pages(10, "unmovable", unmapped=True)) is not None:
+        big.append(p)
+    for p in big:
+        m.free_pages(p, 10)
+    for order in range(10, -1, -1):
+        while m.alloc_pages(order, "movable") is not None:
+            pass
+    assert int(m.free_area[:, :3].sum()) == 0 and m.counters()["unmapped_cache_free_pages"] > 0
+
+
+def test_remap_happens_in_the_allocation_itself_not_in_reclaim():
+    """__rmqueue_direct_map sits in rmqueue_buddy: get_page_from_freelist at the low watermark
+    (the fast path, no slow path, no reclaim) remaps; a per-CPU refill (rmqueue_bulk) never does."""
+    from sim.constants import MIGRATE_UNMOVABLE
+    from sim.page_alloc import ALLOC_WMARK_LOW, get_page_from_freelist_call, rmqueue_bulk
+
+    m = fresh()
+    _only_unmapped_blocks_free(m)
+    for mt in ("movable", "reclaimable"):  # nothing of theirs left, and they never remap
+        assert m.alloc_pages(0, mt) is None
+    s, c = m.state, m.counters()
+    assert rmqueue_bulk(s, 0, MIGRATE_UNMOVABLE, 31, False) == 0  # the refill finds nothing and stops
+    assert m.counters()["freetype_remap_conversions"] == 0
+    pfn = int(get_page_from_freelist_call(s, 0, MIGRATE_UNMOVABLE, 0, ALLOC_WMARK_LOW))
+    c2 = m.counters()
+    assert pfn >= 0 and m.prot[pfn] & 1 and m.pageblock_migratetype(pfn) == "unmovable"
+    assert delta(c2, c, "freetype_remap_conversions") == 1 and delta(c2, c, "freetype_zeroed_pages") == PB
+    for key in ("kswapd_runs", "pgsteal", "alloc_fail", "compact_stall", "tlb_flush_kernel_range"):
+        assert delta(c2, c, key) == 0, key
+    assert m.check() == []
+
+
+def _fragmented(version):
+    """A 1 GiB machine full of movable order-3 blocks with every other one freed: half the
+    memory free, not one free pageblock, and no unmapped pageblock yet."""
+    m = Machine(MachineConfig(mem_mib=1024, direct_gbpages=False, kernel_image_mib=0, memmap=False, pcp=False,
+                              min_free_kbytes=128, watermark_scale_factor=1),  # little free memory left
+                policy=sim.policy_config("freetype", version=version))
+    blocks = []
+    while (p := m.alloc_pages(3, "movable")) is not None:
+        blocks.append(p)
+    for p in blocks[::2]:
+        m.free_pages(p, 3)
+    assert not any(m.free_list(o, mt) for o in (9, 10) for mt in ("unmovable", "movable", "reclaimable"))
+    return m
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_v4_unmapped_allocation_direct_compacts_v3_does_not(version):
+    m = _fragmented(version)
+    c = m.counters()
+    pfn = m.alloc_pages(0, "unmovable", unmapped=True)
+    c2 = m.counters()
+    if version == 4:  # compaction frees a pageblock, __rmqueue_direct_map converts it
+        assert pfn is not None and m.pageblock_migratetype(pfn) == "unmapped" and m.prot[pfn] & 1 == 0
+        assert delta(c2, c, "compact_stall") == 1 and delta(c2, c, "compact_success") == 1
+        assert delta(c2, c, "pgmigrate_success") > 0
+        assert delta(c2, c, "freetype_unmap_conversions") == 1
+    else:  # no free pageblock to convert and no compaction: the allocation fails (no reclaim here)
+        assert pfn is None
+        for key in ("compact_stall", "compact_success", "compact_fail", "pgmigrate_success",
+                    "freetype_unmap_conversions"):
+            assert delta(c2, c, key) == 0, key
+    assert m.check() == []
+
+
+def test_version_knob_is_validated():
+    with pytest.raises(sim.ConfigError, match=r"policy\.version.*one of 3, 4"):
+        sim.policy_config("freetype", version=5)
+    with pytest.raises(sim.ConfigError, match=r"policy\.version.*policy none does not use it"):
+        sim.policy_config("none", version=3)
+
+
 def test_pageblocks_merge_only_with_equal_flags():
     m = fresh(direct_gbpages=False)  # no 1G split: its page table would land in the buddy pageblock
     p = m.alloc_pages(0, "unmovable", unmapped=True)

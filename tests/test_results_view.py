@@ -109,6 +109,47 @@ def test_sweep_table_html_and_summary_figure(tmp_path):
     assert paths[0].stat().st_size > 1000
 
 
+def test_summary_figure_groups_bars_by_the_swept_categories(tmp_path):
+    """A policy x workload sweep (the designs preset): the summary draws one group of bars per
+    workload, one bar per policy, for every headline quantity; the numeric axis keeps its line plot."""
+    import matplotlib.axes
+
+    from sweeps.aggregate import PLOTS, bar_groups, plot
+
+    rows, jobs = [], []
+    for wl in ("mixed", "vm_host", "secretmem_heavy"):
+        for pol, l2 in (("none", 100.0), ("freetype", 12.0)):
+            for s in range(2):
+                params = {"policy": pol, "workload": wl, "seed": s, "policy.max_blocks": 16 * (s + 1)}
+                sc = SimConfig()
+                sc.policy.name = pol
+                jobs.append(FakeJob(hashlib.sha256(repr(params).encode()).hexdigest(), params, sc))
+                rows.append({"status": "done", "policy": pol, "workload": wl, "seed": s,
+                             "policy.max_blocks": 16 * (s + 1),
+                             "direct_map_level2_splits": l2 + s, "direct_map_level3_splits": 1.0,
+                             "memory_held_MiB": 0.0 if pol == "none" else 64.0, "memory_stranded_MiB": 2.0,
+                             "alloc_fail": 0.0, "tlb_flush_kernel_range": 3e6 if pol == "none" else 5e3,
+                             "tlb_flush_kernel_pages": 3e6, "tlb_flush_all": 4.0})
+    df = pl.DataFrame(rows)
+    assert bar_groups(df, ["workload", "policy.max_blocks"]) == ["workload"]
+    bars = []
+    orig = matplotlib.axes.Axes.bar
+
+    def spy(self, x, height, *a, **k):
+        bars.append((self.get_title(), k.get("label"), list(height)))
+        return orig(self, x, height, *a, **k)
+
+    matplotlib.axes.Axes.bar = spy
+    try:
+        paths = plot(df, jobs, tmp_path)
+    finally:
+        matplotlib.axes.Axes.bar = orig
+    assert [p.name for p in paths] == ["summary.png", "sweep_policy.max_blocks.png"]
+    assert len(bars) == 2 * len(PLOTS)  # per quantity one bar series per policy ...
+    assert all(len(h) == 3 for _, _, h in bars)  # ... of one bar per workload
+    assert bars[0][1:] == ("none", [100.5, 100.5, 100.5]) and bars[1][1:] == ("freetype", [12.5, 12.5, 12.5])
+
+
 def test_directmap_picture_rows_are_addresses_and_padding_is_not_a_hole(tmp_path):
     import matplotlib
 
