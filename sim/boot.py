@@ -11,7 +11,7 @@ import numpy as np
 from .config import ConfigError, MachineConfig, validate_machine
 from .constants import MAX_PAGE_ORDER
 from .jit import njit
-from .constants import PG_RESERVED
+from .constants import MIGRATE_MOVABLE, PG_RESERVED
 from .kernel_init import kernel_init
 from .page_alloc import __free_one_page
 from .state import (
@@ -61,7 +61,8 @@ def boot(mc: MachineConfig, seed: int = 0) -> State:
     if mc.boot_initrd_kb and (initrd == (0, 0) or (s.pg_flags[initrd[0]:initrd[1]] & PG_RESERVED).any()):
         raise ConfigError("machine.boot_initrd_kb", mc.boot_initrd_kb,
                           "a size that fits in free RAM below 2 GiB, clear of the kernel image and reservations")
-    s.pg_flags[initrd[0]:initrd[1]] |= PG_RESERVED  # memblock_reserve; its pageblocks stay movable
+    s.pg_flags[initrd[0]:initrd[1]] |= PG_RESERVED  # memblock_reserve
+    s.pb_mt[initrd[0] >> 9:-(-initrd[1] >> 9)] = MIGRATE_MOVABLE  # memmap_init's type: it is freed as movable
     free = np.array(subtract_ranges(ram, reserved + [initrd]), np.int64).reshape(-1, 2)
     starts, ends = free[:, 0].copy(), free[:, 1].copy()
     managed = int((ends - starts).sum()) + initrd[1] - initrd[0]

@@ -8,9 +8,9 @@
 3. free_initrd_mem -> free_reserved_area: the initrd, reserved by memblock at the top of
    RAM below 2 GiB where the boot loader put it, freed one page at a time in address order
    (free_reserved_page -> __free_page: per-CPU list, then the buddy lists at order 0);
-4. the boot's temporaries (machine.boot_kernel_freed_pct of the kernel's objects), each
-   freed at a point of steps 1-2 drawn from the seed: the late ones leave holes in the
-   unmovable pageblocks (in the kernel they are freed before free_initrd_mem);
+4. the boot's temporaries (buffers of BOOT_TEMP_PAGES on average, machine.boot_kernel_freed_pct
+   of the kernel's pages), each freed at a point of steps 1-2 drawn from the seed: the late
+   ones leave holes in the unmovable pageblocks (in the kernel, before free_initrd_mem);
 5. early userspace: page cache (movable, stays).
 
 All of it is a sequence of the model's own calls (alloc_pages / __free_pages), drawn from
@@ -34,7 +34,8 @@ OP_ALLOC = 0  # alloc_pages(0, mt) on cpu: (op, mt, cpu, -)
 OP_FREE = 1  # __free_pages of the page the row `arg` allocated: (op, row, cpu, -)
 OP_FREE_RESERVED = 2  # free_reserved_page(pfn): (op, pfn, cpu, -)
 
-BOOT_OBJECT_PAGES = 4  # mean size of one boot-time kernel object (slab page runs, vmalloc areas)
+BOOT_OBJECT_PAGES = 4  # mean size of one boot-time kernel object that stays (slab pages, page tables)
+BOOT_TEMP_PAGES = 32  # mean size of a boot-time temporary (initcall buffers, vmalloc'd tables)
 ROOTFS_PAGES_PER_DENTRY = 16  # rootfs page cache pages per unmovable page of dentries/inodes
 EVENT_COUNTERS = (C_ALLOCS, C_FREES, C_ALLOC_PAGES, C_FREE_PAGES, C_PCP_REFILL, C_PCP_DRAIN, C_CLAIM, C_STEAL,
                   C_ALLOC_FAIL)
@@ -44,15 +45,22 @@ def boot_ops(mc, initrd: tuple[int, int], seed: int) -> np.ndarray:
     """The boot as rows of (op, arg, cpu, 0), drawn from the seed."""
     rng = np.random.default_rng([int(seed), 0x6b696e6974])  # "kinit": its own stream
     ops: list[tuple[int, int, int]] = []
-    objects: list[list[int]] = []
+    temps: list[list[int]] = []  # the rows of each temporary
+
+    # a kernel object is a temporary (a buffer of BOOT_TEMP_PAGES on average, freed before
+    # userspace) with the probability that makes temporaries boot_kernel_freed_pct of the pages
+    f = mc.boot_kernel_freed_pct / 100
+    p_temp = f * BOOT_OBJECT_PAGES / (BOOT_TEMP_PAGES * (1 - f) + f * BOOT_OBJECT_PAGES) if f < 1 else 1.0
 
     def kernel_object():
         cpu = int(rng.integers(mc.cpus))
+        temp = rng.random() < p_temp
         rows = []
-        for _ in range(int(rng.geometric(1.0 / BOOT_OBJECT_PAGES))):
+        for _ in range(int(rng.geometric(1.0 / (BOOT_TEMP_PAGES if temp else BOOT_OBJECT_PAGES)))):
             rows.append(len(ops))
             ops.append((OP_ALLOC, MIGRATE_UNMOVABLE, cpu))
-        objects.append(rows)
+        if temp:
+            temps.append(rows)
         return len(rows)
 
     def movable(pages, per_unmovable=0):
@@ -74,13 +82,12 @@ def boot_ops(mc, initrd: tuple[int, int], seed: int) -> np.ndarray:
     movable(-(-mc.boot_initrd_kb // 4), ROOTFS_PAGES_PER_DENTRY)  # 2. populate_rootfs
     # 4. the temporaries: each freed at a point drawn uniformly between its allocation and the
     # end of init (a late free leaves a hole, an early one is refilled by later allocations)
-    nfree = round(len(objects) * mc.boot_kernel_freed_pct / 100)
     n = len(ops)
     frees: list[list[tuple[int, int, int]]] = [[] for _ in range(n + 1)]
-    for k in rng.permutation(len(objects))[:nfree]:
-        at = int(rng.integers(objects[k][-1] + 1, n + 1))
+    for rows in temps:
+        at = int(rng.integers(rows[-1] + 1, n + 1))
         cpu = int(rng.integers(mc.cpus))
-        frees[at].extend((OP_FREE, row, cpu) for row in objects[k])
+        frees[at].extend((OP_FREE, row, cpu) for row in rows)
     merged: list[tuple[int, int, int]] = []
     remap = np.zeros(n, np.int64)  # row numbers move as the frees are put in between
     for i in range(n + 1):
