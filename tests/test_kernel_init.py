@@ -62,6 +62,7 @@ def test_unmovable_allocations_after_boot_land_in_the_boots_holes():
     ("boot_initrd_kb", 1000 * 1024, "fits in free RAM below 2 GiB"),
     ("boot_kernel_freed_pct", 101, "[0, 100]"),
     ("boot_kernel_kb", -4, "[0, 1073741824]"),
+    ("boot_pagecache_kb", 600 * 1024, "boot_kernel_kb + 2 x"),
 ])
 def test_bad_boot_keys_name_the_key(key, value, allowed):
     with pytest.raises(ConfigError, match=rf"machine\.{key}.*{allowed[:12]}".replace("[", r"\[")):
