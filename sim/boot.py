@@ -66,13 +66,6 @@ def boot(mc: MachineConfig, seed: int = 0) -> State:
     free = np.array(subtract_ranges(ram, reserved + [initrd]), np.int64).reshape(-1, 2)
     starts, ends = free[:, 0].copy(), free[:, 1].copy()
     managed = int((ends - starts).sum()) + initrd[1] - initrd[0]
-    boot_kb = {"boot_kernel_kb": mc.boot_kernel_kb, "boot_initrd_kb": mc.boot_initrd_kb * 2,  # + rootfs
-               "boot_pagecache_kb": mc.boot_pagecache_kb}
-    if sum(boot_kb.values()) > managed * 2:  # kB: half of the managed pages
-        key = max(boot_kb, key=boot_kb.get)
-        raise ConfigError("machine." + key, getattr(mc, key),
-                          f"boot_kernel_kb + 2 x boot_initrd_kb + boot_pagecache_kb <= half the managed memory "
-                          f"({managed * 2} kB)")
     min_kb, wmin, wlow, whigh = watermarks(managed, mc.min_free_kbytes, mc.watermark_scale_factor)
     par = s.par
     par[P_NR_PAGES] = span
@@ -90,5 +83,5 @@ def boot(mc: MachineConfig, seed: int = 0) -> State:
     par[P_COMPACT_PROACTIVENESS] = mc.compaction_proactiveness
     par[P_EXTFRAG_THRESHOLD] = mc.extfrag_threshold
     __free_pages_memory(s, starts, ends)
-    kernel_init(s, mc, initrd, seed)
+    kernel_init(s, mc, initrd, managed, seed)
     return s

@@ -14,7 +14,8 @@
 5. early userspace: page cache (movable, stays).
 
 All of it is a sequence of the model's own calls (alloc_pages / __free_pages), drawn from
-the run's seed, sizes from machine.boot_*; the counters of these calls are not kept (the
+the run's seed, sizes from machine.boot_* (scaled down to a quarter of the managed memory
+at most: a preset's boot on a machine made smaller); the counters of these calls are not kept (the
 kernel oracle reads /proc/vmstat differences from the end of boot, as the model reports).
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ EVENT_COUNTERS = (C_ALLOCS, C_FREES, C_ALLOC_PAGES, C_FREE_PAGES, C_PCP_REFILL, 
                   C_ALLOC_FAIL)
 
 
-def boot_ops(mc, initrd: tuple[int, int], seed: int) -> np.ndarray:
+def boot_ops(mc, initrd: tuple[int, int], managed: int, seed: int) -> np.ndarray:
     """The boot as rows of (op, arg, cpu, 0), drawn from the seed."""
     rng = np.random.default_rng([int(seed), 0x6b696e6974])  # "kinit": its own stream
     ops: list[tuple[int, int, int]] = []
@@ -75,11 +76,15 @@ def boot_ops(mc, initrd: tuple[int, int], seed: int) -> np.ndarray:
                 since -= per_unmovable
                 kernel_object()
 
-    kernel = mc.boot_kernel_kb // 4
+    # a preset's boot on a machine made smaller (machine.mem_mib=...) is scaled down to take
+    # at most a quarter of the managed memory
+    pages = mc.boot_kernel_kb // 4 + 2 * (mc.boot_initrd_kb // 4) + mc.boot_pagecache_kb // 4
+    scale = min(1.0, managed / 4 / pages) if pages else 1.0
+    kernel = int(mc.boot_kernel_kb // 4 * scale)
     got = 0
     while got < kernel:  # 1. start_kernel, do_initcalls
         got += kernel_object()
-    movable(-(-mc.boot_initrd_kb // 4), ROOTFS_PAGES_PER_DENTRY)  # 2. populate_rootfs
+    movable(int((initrd[1] - initrd[0]) * scale), ROOTFS_PAGES_PER_DENTRY)  # 2. populate_rootfs
     # 4. the temporaries: each freed at a point drawn uniformly between its allocation and the
     # end of init (a late free leaves a hole, an early one is refilled by later allocations)
     n = len(ops)
@@ -98,7 +103,7 @@ def boot_ops(mc, initrd: tuple[int, int], seed: int) -> np.ndarray:
     ops[:] = merged
     for pfn in range(*initrd):  # 3. free_initrd_mem, on the boot CPU
         ops.append((OP_FREE_RESERVED, pfn, 0))
-    movable(mc.boot_pagecache_kb // 4)  # 5. early userspace
+    movable(int(mc.boot_pagecache_kb // 4 * scale))  # 5. early userspace
     out = np.zeros((len(ops), 4), np.int64)
     if ops:
         out[:, :3] = np.array(ops, np.int64)
@@ -124,9 +129,9 @@ def run_boot_ops(s, ops, row_pfn):
             __free_pages(s, pfn, 0, cpu)
 
 
-def kernel_init(s, mc, initrd: tuple[int, int], seed: int) -> None:
+def kernel_init(s, mc, initrd: tuple[int, int], managed: int, seed: int) -> None:
     """The boot after memblock_free_all (see the module's doc)."""
-    ops = boot_ops(mc, initrd, seed)
+    ops = boot_ops(mc, initrd, managed, seed)
     if ops.shape[0] == 0:
         return
     kept = s.ctr.copy()

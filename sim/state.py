@@ -185,6 +185,7 @@ def initrd_pfns(mc, ram) -> tuple[int, int]:
     2 GiB (x86 boot protocol initrd_addr_max 0x7fffffff, as QEMU and GRUB place it), page
     aligned; memblock reserves it until free_initrd_mem. (0, 0) if none."""
     n = -(-getattr(mc, "boot_initrd_kb", 0) // 4)
+    n = min(n, sum(b - a for a, b in ram) // 8)  # a preset's initrd on a machine made smaller: 1/8 of RAM at most
     if n == 0:
         return 0, 0
     for a, b in reversed(ram):

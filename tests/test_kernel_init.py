@@ -59,11 +59,21 @@ def test_unmovable_allocations_after_boot_land_in_the_boots_holes():
 
 
 @pytest.mark.parametrize("key,value,allowed", [
-    ("boot_initrd_kb", 1000 * 1024, "fits in free RAM below 2 GiB"),
     ("boot_kernel_freed_pct", 101, "[0, 100]"),
     ("boot_kernel_kb", -4, "[0, 1073741824]"),
-    ("boot_pagecache_kb", 600 * 1024, "boot_kernel_kb + 2 x"),
 ])
 def test_bad_boot_keys_name_the_key(key, value, allowed):
     with pytest.raises(ConfigError, match=rf"machine\.{key}.*{allowed[:12]}".replace("[", r"\[")):
         machine(**{key: value})
+
+
+def test_a_boot_too_large_for_the_machine_is_scaled_to_a_quarter_of_it():
+    m = machine(boot_pagecache_kb=600 * 1024)
+    assert m.check() == []
+    allocated = int(((m.state.pg_flags & PG_ALLOC) != 0).sum())
+    assert allocated < m.nr_pages // 4 + 1024  # a quarter, + dentries and rounding
+
+
+def test_an_initrd_on_reserved_memory_is_an_error():
+    with pytest.raises(ConfigError, match=r"machine\.boot_initrd_kb.*fits in free RAM below 2 GiB"):
+        machine(reserved=[[1024 * 1024 - 8192, 8192]])
