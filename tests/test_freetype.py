@@ -58,15 +58,7 @@ def test_frees_keep_pages_unmapped():
 
 def test_remap_only_for_unmovable_when_only_unmapped_blocks_remain():
     m = fresh()
-    big = []
-    while (p := m.alloc_pages(10, "unmovable", unmapped=True)) is not None:
-        big.append(p)
-    for p in big:
-        m.free_pages(p, 10)
-    # use up every mapped free page with movable allocations: movable never remaps
-    for order in range(10, -1, -1):
-        while m.alloc_pages(order, "movable") is not None:
-            pass
+    _only_unmapped_blocks_free(m)  # the mapped pages used up by movable allocations: movable never remaps
     c = m.counters()
     assert c["freetype_remap_conversions"] == 0 and c["freetype_zeroed_pages"] == 0
     assert int(m.free_area[:, :3].sum()) == 0 and c["unmapped_cache_free_pages"] > 0
