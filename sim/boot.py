@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import MachineConfig, validate_machine
+from .config import ConfigError, MachineConfig, validate_machine
 from .constants import MAX_PAGE_ORDER
 from .jit import njit
+from .constants import MIGRATE_MOVABLE, PG_RESERVED
+from .kernel_init import kernel_init
 from .page_alloc import __free_one_page
 from .state import (
-    State, boot_layout, init_direct_map, kb_ranges_to_pfns, mark_reserved, new_state, subtract_ranges,
+    State, boot_layout, init_direct_map, initrd_pfns, kb_ranges_to_pfns, mark_reserved, new_state, subtract_ranges,
     watermarks,
 )
 from .layout import (
@@ -47,15 +49,23 @@ def zone_highsize(wmark_low: int, batch: int, ncpus: int) -> int:
     return max(wmark_low // max(ncpus, 1), batch * 4)
 
 
-def boot(mc: MachineConfig) -> State:
+def boot(mc: MachineConfig, seed: int = 0) -> State:
+    """The machine after boot; the boot's own allocations and frees (kernel_init.py,
+    machine.boot_*) are drawn from `seed` (the run's seed)."""
     validate_machine(mc)
     span, ram, reserved = boot_layout(mc)
     s = new_state(span, mc.cpus)
     init_direct_map(s, ram, mc.direct_gbpages, kb_ranges_to_pfns(mc.pte_mapped))
     mark_reserved(s, reserved)
-    free = np.array(subtract_ranges(ram, reserved), np.int64).reshape(-1, 2)
+    initrd = initrd_pfns(mc, ram)
+    if mc.boot_initrd_kb and (initrd == (0, 0) or (s.pg_flags[initrd[0]:initrd[1]] & PG_RESERVED).any()):
+        raise ConfigError("machine.boot_initrd_kb", mc.boot_initrd_kb,
+                          "a size that fits in free RAM below 2 GiB, clear of the kernel image and reservations")
+    s.pg_flags[initrd[0]:initrd[1]] |= PG_RESERVED  # memblock_reserve
+    s.pb_mt[initrd[0] >> 9:-(-initrd[1] >> 9)] = MIGRATE_MOVABLE  # memmap_init's type: it is freed as movable
+    free = np.array(subtract_ranges(ram, reserved + [initrd]), np.int64).reshape(-1, 2)
     starts, ends = free[:, 0].copy(), free[:, 1].copy()
-    managed = int((ends - starts).sum())
+    managed = int((ends - starts).sum()) + initrd[1] - initrd[0]
     min_kb, wmin, wlow, whigh = watermarks(managed, mc.min_free_kbytes, mc.watermark_scale_factor)
     par = s.par
     par[P_NR_PAGES] = span
@@ -73,4 +83,5 @@ def boot(mc: MachineConfig) -> State:
     par[P_COMPACT_PROACTIVENESS] = mc.compaction_proactiveness
     par[P_EXTFRAG_THRESHOLD] = mc.extfrag_threshold
     __free_pages_memory(s, starts, ends)
+    kernel_init(s, mc, initrd, managed, seed)
     return s

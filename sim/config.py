@@ -76,6 +76,12 @@ class MachineConfig:
     compaction: bool = True
     compaction_proactiveness: int = field(default=20, metadata=rng(0, 100))  # vm.compaction_proactiveness
     extfrag_threshold: int = field(default=500, metadata=rng(0, 1000))  # vm.extfrag_threshold
+    # what the boot does to the free lists after memblock_free_all (sim/kernel_init.py), drawn
+    # from the seed; 0 (the step API's default): the free lists exactly as memblock_free_all leaves them
+    boot_kernel_kb: int = field(default=0, metadata=rng(0, 1 << 30))  # kernel allocations during init
+    boot_kernel_freed_pct: int = field(default=0, metadata=rng(0, 100))  # of which freed before userspace
+    boot_initrd_kb: int = field(default=0, metadata=rng(0, 1 << 22))  # initrd, unpacked to rootfs, then freed
+    boot_pagecache_kb: int = field(default=0, metadata=rng(0, 1 << 30))  # early userspace page cache
 
 
 # ---------------------------------------------------------------------------

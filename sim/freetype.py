@@ -54,9 +54,11 @@ def freetype_state(s, policy_name: str):
     """Separate per-CPU lists for unmapped pages: a 4th pcp column under freetype."""
     if policy_name != "freetype" or s.pcp_head.shape[1] > FREETYPE_UNMAPPED:
         return s
-    ncpus = s.pcp_head.shape[0]
-    return s._replace(pcp_head=np.full((ncpus, FREETYPE_UNMAPPED + 1), -1, np.int32),
-                      pcp_tail=np.full((ncpus, FREETYPE_UNMAPPED + 1), -1, np.int32))
+    ncpus, old = s.pcp_head.shape
+    head = np.full((ncpus, FREETYPE_UNMAPPED + 1), -1, np.int32)
+    tail = np.full((ncpus, FREETYPE_UNMAPPED + 1), -1, np.int32)
+    head[:, :old], tail[:, :old] = s.pcp_head, s.pcp_tail  # the pages the boot left on the lists
+    return s._replace(pcp_head=head, pcp_tail=tail)
 
 
 @njit

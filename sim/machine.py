@@ -58,10 +58,12 @@ def _bool(arg: str, value) -> bool:
 class Machine:
     """A booted machine: one zone, its buddy allocator, and the direct map."""
 
-    def __init__(self, config: MachineConfig | None = None, policy: PolicyConfig | None = None):
+    def __init__(self, config: MachineConfig | None = None, policy: PolicyConfig | None = None, seed: int = 0):
+        """`seed` draws the boot's own allocations and frees (machine.boot_*, kernel_init.py)."""
         self.config = config or MachineConfig()
         self.policy = validate_policy(policy or PolicyConfig())
-        self.state = freetype_state(pack_state(boot(self.config), self.policy.name), self.policy.name)
+        seed = _int("seed", seed, 0, 2**63 - 1)
+        self.state = freetype_state(pack_state(boot(self.config, seed), self.policy.name), self.policy.name)
         policy_params(self.state, self.policy)
         self._cpu = 0
         self._pack_allocs: dict[int, int] = {}  # live bpf_prog_pack handles -> chunks

@@ -56,7 +56,7 @@ class Run:
 
     def __init__(self, sc):
         self.sc = sc
-        s = boot(sc.machine)
+        s = boot(sc.machine, sc.seed)
         s = freetype_state(pack_state(s, sc.policy.name), sc.policy.name)
         policy_params(s, sc.policy)
         self.s = s

@@ -169,8 +169,8 @@ def boot_layout(mc) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
         reserved.append((a, a + mc.kernel_image_mib * 256))
     if mc.memmap:
         need = -(-sum(b - a for a, b in ram) * 64 // 4096)
-        top = []  # memblock allocates top-down: the highest RAM pages
-        for a, b in reversed(ram):
+        top = []  # memblock allocates top-down: the highest RAM pages (below the initrd's reservation)
+        for a, b in reversed(subtract_ranges(ram, [initrd_pfns(mc, ram)])):
             if need <= 0:
                 break
             take = min(need, b - a)
@@ -178,6 +178,21 @@ def boot_layout(mc) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
             need -= take
         reserved.extend(reversed(top))
     return span, ram, reserved
+
+
+def initrd_pfns(mc, ram) -> tuple[int, int]:
+    """Where the boot loader puts the initrd (machine.boot_initrd_kb): the top of RAM below
+    2 GiB (x86 boot protocol initrd_addr_max 0x7fffffff, as QEMU and GRUB place it), page
+    aligned; memblock reserves it until free_initrd_mem. (0, 0) if none."""
+    n = -(-getattr(mc, "boot_initrd_kb", 0) // 4)
+    n = min(n, sum(b - a for a, b in ram) // 8)  # a preset's initrd on a machine made smaller: 1/8 of RAM at most
+    if n == 0:
+        return 0, 0
+    for a, b in reversed(ram):
+        top = min(b, 2 << 18)
+        if top - a >= n:
+            return top - n, top
+    return 0, 0
 
 
 def init_direct_map(s: State, ram, direct_gbpages: bool, pte_mapped) -> None:
