@@ -20,10 +20,13 @@ kernel oracle reads /proc/vmstat differences from the end of boot, as the model 
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .constants import MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, PG_ALLOC, PG_RESERVED
-from .jit import njit
+from .jit import njit, njit_inline
+from .keyed import field_uniform, obj_key, uniform
 from .layout import (
     C_ALLOC_FAIL, C_ALLOC_FAIL_ORDER, C_ALLOC_PAGES, C_ALLOCS, C_CLAIM, C_FREE_PAGES, C_FREES, C_PCP_DRAIN,
     C_PCP_REFILL, C_STEAL, V_CPU,
@@ -42,72 +45,122 @@ EVENT_COUNTERS = (C_ALLOCS, C_FREES, C_ALLOC_PAGES, C_FREE_PAGES, C_PCP_REFILL, 
                   C_ALLOC_FAIL)
 
 
-def boot_ops(mc, initrd: tuple[int, int], managed: int, seed: int) -> np.ndarray:
-    """The boot as rows of (op, arg, cpu, 0), drawn from the seed."""
-    rng = np.random.default_rng([int(seed), 0x6b696e6974])  # "kinit": its own stream
-    ops: list[tuple[int, int, int]] = []
-    temps: list[list[int]] = []  # the rows of each temporary
+BOOT_CALLER = 0x6B696E6974  # "kinit": the boot's own key in sim/keyed.py (kernel objects; +1 movable runs)
+F_CPU, F_TEMP, F_SIZE, F_AT, F_FREE_CPU = range(5)  # fields of a boot object's draws
 
+
+@njit_inline
+def geometric(u, mean):
+    """numpy's geometric(p = 1/mean) from a uniform u: trials to the first success, >= 1."""
+    if mean <= 1.0:
+        return 1
+    return max(1, int(math.ceil(math.log1p(-u) / math.log1p(-1.0 / mean))))
+
+
+@njit
+def boot_objects(ops, objs, st, seed, cpus, p_temp, kernel, rootfs, per_unmovable):
+    """Steps 1-2 into ops (rows of op, mt, cpu) and objs (first row, pages, temporary?) of each
+    kernel object; st = [rows written, objects and movable runs drawn so far: the draws' keys].
+    False when ops is too small."""
+    n, k, j = 0, st[1], st[2]
+    cap = ops.shape[0]
+    got, done, since = 0, 0, 0
+    while got < kernel or done < rootfs:
+        if got < kernel or (per_unmovable and since >= per_unmovable):  # 1., or rootfs dentries in 2.
+            h = obj_key(seed, BOOT_CALLER, k)
+            temp = field_uniform(h, F_TEMP) < p_temp
+            size = geometric(field_uniform(h, F_SIZE), BOOT_TEMP_PAGES if temp else BOOT_OBJECT_PAGES)
+            if n + size > cap:
+                return False
+            objs[k, 0], objs[k, 1], objs[k, 2] = n, size, temp
+            cpu = int(field_uniform(h, F_CPU) * cpus)
+            for _ in range(size):
+                ops[n, 0], ops[n, 1], ops[n, 2] = OP_ALLOC, MIGRATE_UNMOVABLE, cpu
+                n += 1
+            k += 1
+            if got < kernel:
+                got += size
+            else:
+                since -= per_unmovable
+            continue
+        h = obj_key(seed, BOOT_CALLER + 1, j)  # a run of movable pages on one CPU
+        size = min(rootfs - done, geometric(field_uniform(h, F_SIZE), BOOT_OBJECT_PAGES))
+        if n + size > cap:
+            return False
+        cpu = int(field_uniform(h, F_CPU) * cpus)
+        for _ in range(size):
+            ops[n, 0], ops[n, 1], ops[n, 2] = OP_ALLOC, MIGRATE_MOVABLE, cpu
+            n += 1
+        done += size
+        since += size if per_unmovable else 0
+        j += 1
+    st[0], st[1], st[2] = n, k, j
+    return True
+
+
+def _objects(seed, cpus, p_temp, kernel, rootfs, per_unmovable, st):
+    """boot_objects into arrays large enough (the draws are keyed, so a retry draws the same)."""
+    cap = max(1024, 2 * (kernel + rootfs))
+    while True:
+        ops, objs, s = np.zeros((cap, 3), np.int64), np.zeros((cap, 3), np.int64), st.copy()
+        if boot_objects(ops, objs, s, seed, cpus, p_temp, kernel, rootfs, per_unmovable):
+            st[:] = s
+            return ops[:s[0]], objs[:s[1]]
+        cap *= 2
+
+
+def _temporaries_freed(ops, objs, seed, cpus):
+    """Step 4: the pages of each temporary freed at a row drawn uniformly between its last
+    allocation and the end of init; the frees are put in before that row."""
+    n = len(ops)
+    temp = np.flatnonzero(objs[:, 2])
+    if not len(temp):
+        return np.column_stack([ops, np.zeros(n, np.int64)])
+    lo, size = objs[temp, 0], objs[temp, 1]  # an object's rows are consecutive
+    hi = lo + size
+    u_at, u_cpu = _uniforms(seed, temp, F_AT), _uniforms(seed, temp, F_FREE_CPU)
+    at = hi + (u_at * (n + 1 - hi)).astype(np.int64)  # in [last row + 1, n]
+    cnt = np.bincount(at, weights=size, minlength=n + 1).astype(np.int64)
+    new_row = np.arange(n) + np.cumsum(cnt)[:n]  # frees placed at a row come before it
+    order = np.argsort(at, kind="stable")
+    block = at[order] + np.concatenate([[0], np.cumsum(size[order])[:-1]])  # each temporary's first free
+    out = np.zeros((n + int(size.sum()), 4), np.int64)
+    out[new_row, :3] = ops
+    rows = np.repeat(block, size[order]) + _ranks(size[order])
+    out[rows, 0] = OP_FREE
+    out[rows, 1] = new_row[np.repeat(lo[order], size[order]) + _ranks(size[order])]
+    out[rows, 2] = np.repeat((u_cpu * cpus).astype(np.int64)[order], size[order])
+    return out
+
+
+def _ranks(sizes):
+    """0..size-1 for each size, concatenated."""
+    return np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+
+
+def _uniforms(seed, objs, field):
+    return np.array([uniform(seed, BOOT_CALLER, int(k), field) for k in objs], np.float64)
+
+
+def boot_ops(mc, initrd: tuple[int, int], managed: int, seed: int) -> np.ndarray:
+    """The boot as rows of (op, arg, cpu, 0), drawn from the seed (keyed: sim/keyed.py)."""
     # a kernel object is a temporary (a buffer of BOOT_TEMP_PAGES on average, freed before
     # userspace) with the probability that makes temporaries boot_kernel_freed_pct of the pages
     f = mc.boot_kernel_freed_pct / 100
     p_temp = f * BOOT_OBJECT_PAGES / (BOOT_TEMP_PAGES * (1 - f) + f * BOOT_OBJECT_PAGES) if f < 1 else 1.0
-
-    def kernel_object():
-        cpu = int(rng.integers(mc.cpus))
-        temp = rng.random() < p_temp
-        rows = []
-        for _ in range(int(rng.geometric(1.0 / (BOOT_TEMP_PAGES if temp else BOOT_OBJECT_PAGES)))):
-            rows.append(len(ops))
-            ops.append((OP_ALLOC, MIGRATE_UNMOVABLE, cpu))
-        if temp:
-            temps.append(rows)
-        return len(rows)
-
-    def movable(pages, per_unmovable=0):
-        done, since = 0, 0
-        while done < pages:
-            cpu = int(rng.integers(mc.cpus))
-            for _ in range(min(pages - done, int(rng.geometric(1.0 / BOOT_OBJECT_PAGES)))):
-                ops.append((OP_ALLOC, MIGRATE_MOVABLE, cpu))
-                done += 1
-                since += 1
-            if per_unmovable and since >= per_unmovable:
-                since -= per_unmovable
-                kernel_object()
-
     # a preset's boot on a machine made smaller (machine.mem_mib=...) is scaled down to take
     # at most a quarter of the managed memory
     pages = mc.boot_kernel_kb // 4 + 2 * (mc.boot_initrd_kb // 4) + mc.boot_pagecache_kb // 4
     scale = min(1.0, managed / 4 / pages) if pages else 1.0
-    kernel = int(mc.boot_kernel_kb // 4 * scale)
-    got = 0
-    while got < kernel:  # 1. start_kernel, do_initcalls
-        got += kernel_object()
-    movable(int((initrd[1] - initrd[0]) * scale), ROOTFS_PAGES_PER_DENTRY)  # 2. populate_rootfs
-    # 4. the temporaries: each freed at a point drawn uniformly between its allocation and the
-    # end of init (a late free leaves a hole, an early one is refilled by later allocations)
-    n = len(ops)
-    frees: list[list[tuple[int, int, int]]] = [[] for _ in range(n + 1)]
-    for rows in temps:
-        at = int(rng.integers(rows[-1] + 1, n + 1))
-        cpu = int(rng.integers(mc.cpus))
-        frees[at].extend((OP_FREE, row, cpu) for row in rows)
-    merged: list[tuple[int, int, int]] = []
-    remap = np.zeros(n, np.int64)  # row numbers move as the frees are put in between
-    for i in range(n + 1):
-        merged.extend((op, int(remap[row]), cpu) for op, row, cpu in frees[i])
-        if i < n:
-            remap[i] = len(merged)
-            merged.append(ops[i])
-    ops[:] = merged
-    for pfn in range(*initrd):  # 3. free_initrd_mem, on the boot CPU
-        ops.append((OP_FREE_RESERVED, pfn, 0))
-    movable(int(mc.boot_pagecache_kb // 4 * scale))  # 5. early userspace
-    out = np.zeros((len(ops), 4), np.int64)
-    if ops:
-        out[:, :3] = np.array(ops, np.int64)
-    return out
+    st = np.zeros(3, np.int64)
+    # 1. start_kernel, do_initcalls; 2. populate_rootfs
+    ops, objs = _objects(seed, mc.cpus, p_temp, int(mc.boot_kernel_kb // 4 * scale),
+                          int((initrd[1] - initrd[0]) * scale), ROOTFS_PAGES_PER_DENTRY, st)
+    init = _temporaries_freed(ops, objs, seed, mc.cpus)  # 4.
+    freed = np.zeros((initrd[1] - initrd[0], 4), np.int64)  # 3. free_initrd_mem, on the boot CPU
+    freed[:, 0], freed[:, 1] = OP_FREE_RESERVED, np.arange(*initrd)
+    cache, _ = _objects(seed, mc.cpus, p_temp, 0, int(mc.boot_pagecache_kb // 4 * scale), 0, st)  # 5.
+    return np.concatenate([init, freed, np.column_stack([cache, np.zeros(len(cache), np.int64)])])
 
 
 @njit

@@ -77,3 +77,31 @@ def test_a_boot_too_large_for_the_machine_is_scaled_to_a_quarter_of_it():
 def test_an_initrd_on_reserved_memory_is_an_error():
     with pytest.raises(ConfigError, match=r"machine\.boot_initrd_kb.*fits in free RAM below 2 GiB"):
         machine(reserved=[[1024 * 1024 - 8192, 8192]])
+
+
+def test_boot_ops_free_each_temporary_once_after_it_was_allocated():
+    """The op list (kernel_init.boot_ops): a temporary's pages are freed once each, after their
+    allocation; the initrd is freed page by page in address order on the boot CPU; the
+    temporaries are boot_kernel_freed_pct of the kernel's pages; the draws are the seed's."""
+    from sim.kernel_init import OP_ALLOC, OP_FREE, OP_FREE_RESERVED, boot_ops
+
+    mc = MachineConfig(mem_mib=4096, cpus=4, pcp=True, kernel_image_mib=16, boot_kernel_kb=256 * 1024,
+                       boot_kernel_freed_pct=30, boot_initrd_kb=8192, boot_pagecache_kb=4096)
+    initrd = (400_000, 402_048)
+    ops = boot_ops(mc, initrd, 1_000_000, seed=3)
+    assert np.array_equal(ops, boot_ops(mc, initrd, 1_000_000, seed=3))
+    assert not np.array_equal(ops[:1000], boot_ops(mc, initrd, 1_000_000, seed=4)[:1000])
+    op, arg, cpu = ops[:, 0], ops[:, 1], ops[:, 2]
+    assert set(np.unique(cpu)) == {0, 1, 2, 3}
+    frees = np.flatnonzero(op == OP_FREE)
+    freed = arg[frees]
+    assert len(np.unique(freed)) == len(freed)  # each page once
+    assert (freed < frees).all() and (op[freed] == OP_ALLOC).all() and (arg[freed] == 0).all()  # unmovable
+    reserved = np.flatnonzero(op == OP_FREE_RESERVED)
+    assert np.array_equal(arg[reserved], np.arange(*initrd)) and (cpu[reserved] == 0).all()
+    assert reserved.min() > frees.max()  # the temporaries are gone before free_initrd_mem
+    unmovable = int(((op == OP_ALLOC) & (arg == 0)).sum())
+    movable = int(((op == OP_ALLOC) & (arg == 1)).sum())
+    assert movable == 2048 + 1024  # the initramfs unpacked, early page cache
+    assert 65536 <= unmovable < 65536 * 1.1  # the kernel's pages, + rootfs dentries (1 page per 16)
+    assert 0.25 < len(freed) / unmovable < 0.35
