@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # everything but the `slow` tests (the 5,000-run load test recording every run over the MLflow
-# server's REST API, and the preset calibration: four 64 GiB runs); `make test-slow` runs those.
+# server's REST API, and the preset calibration: forty 64 GiB runs); `make test-slow` runs those.
 # The 5,000-run load test into the server's PostgreSQL is part of `make test`.
 # Two pytest-xdist workers: the real-services tests (one session of PostgreSQL, MLflow server and
 # a 3-node Ray cluster) run in one worker while the other runs the rest; TEST_WORKERS=0 runs
