@@ -513,7 +513,9 @@ class Stream:
         if g[G_FREE_CHUNKS] >= need:
             return
         old = lv.ck_next.shape[0]
-        new = max(2 * old, old + need, 64)
+        # twice what is asked: the calendar's worst-case reserve is asked again after admit,
+        # and growing copies (and faults in) the whole reserve
+        new = max(2 * old, old - int(g[G_FREE_CHUNKS]) + 2 * need, 64)
         stack = _stack_grown(lv.ck_free, int(g[G_FREE_CHUNKS]), old, new)
         g[G_FREE_CHUNKS] += new - old
         self.lv = lv._replace(ck_t=_grown(lv.ck_t, new * CH), ck_gid=_grown(lv.ck_gid, new * CH),
