@@ -9,9 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .config import ConfigError, MachineConfig, validate_machine
-from .constants import MAX_PAGE_ORDER
+from .constants import MAX_PAGE_ORDER, MIGRATE_MOVABLE, PG_RESERVED
 from .jit import njit
-from .constants import MIGRATE_MOVABLE, PG_RESERVED
 from .kernel_init import kernel_init
 from .page_alloc import __free_one_page
 from .state import (
