@@ -6,11 +6,21 @@ import pytest
 os.environ.setdefault("PYTHONHASHSEED", "0")
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
     """The real-services tests first: under pytest-xdist (`make test`) their group is the
     longest chain and runs in one worker from the start while the other worker runs the rest.
-    A stable reorder, the same in every worker (xdist checks that)."""
+    A stable reorder, the same in every worker (xdist checks that).
+    Under `--dist loadgroup`, each test of an `xdist_group` must carry its group in its node id
+    (pytest-xdist appends it); with pytest 9, xdist 3.8's suffix is lost (pytest keeps node ids
+    as NodeId) and a group is split over the workers, each starting its own PostgreSQL, MLflow
+    server and Ray cluster. Stop before that."""
     items.sort(key=lambda it: 0 if it.get_closest_marker("services") else 1)
+    if getattr(config.option, "loadgroup", False):  # a pytest-xdist worker under --dist loadgroup
+        lost = [it.nodeid for it in items if it.get_closest_marker("xdist_group") and "@" not in it.nodeid]
+        if lost:
+            raise pytest.UsageError(f"pytest-xdist's --dist loadgroup did not group {lost[0]} (pytest "
+                                    f"{pytest.__version__}); install the pytest pyproject.toml names")
 
 
 _model_warm = False
