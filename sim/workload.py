@@ -529,7 +529,9 @@ class Stream:
             return
         live_slot, live_gen = np.zeros(cap, np.int32), np.zeros(cap, np.uint32)
         m = compact_rq(lv, live_slot, live_gen)
-        new = max(2 * cap, 2 * m + need)
+        # the FIFO keeps freed allocations until it is full (lazy deletion): compacted, it grows
+        # only when the live entries need it, so it stays O(live) over any uptime
+        new = cap if 2 * m + need <= cap else max(2 * cap, 2 * m + need)
         rs, rg = np.zeros(new, np.int32), np.zeros(new, np.uint32)
         rs[:m], rg[:m] = live_slot[:m], live_gen[:m]
         g[G_RQ_HEAD], g[G_RQ_TAIL] = 0, m
