@@ -57,6 +57,15 @@ def geometric(u, mean):
     return max(1, int(math.ceil(math.log1p(-u) / math.log1p(-1.0 / mean))))
 
 
+@njit_inline
+def _alloc_rows(ops, n, size, mt, cpu):
+    """size rows of alloc_pages(0, mt) on cpu from row n; the next free row."""
+    ops[n:n + size, 0] = OP_ALLOC
+    ops[n:n + size, 1] = mt
+    ops[n:n + size, 2] = cpu
+    return n + size
+
+
 @njit
 def boot_objects(ops, objs, st, seed, cpus, p_temp, kernel, rootfs, per_unmovable):
     """Steps 1-2 into ops (rows of op, mt, cpu) and objs (first row, pages, temporary?) of each
@@ -73,10 +82,7 @@ def boot_objects(ops, objs, st, seed, cpus, p_temp, kernel, rootfs, per_unmovabl
             if n + size > cap:
                 return False
             objs[k, 0], objs[k, 1], objs[k, 2] = n, size, temp
-            cpu = int(field_uniform(h, F_CPU) * cpus)
-            for _ in range(size):
-                ops[n, 0], ops[n, 1], ops[n, 2] = OP_ALLOC, MIGRATE_UNMOVABLE, cpu
-                n += 1
+            n = _alloc_rows(ops, n, size, MIGRATE_UNMOVABLE, int(field_uniform(h, F_CPU) * cpus))
             k += 1
             if got < kernel:
                 got += size
@@ -87,10 +93,7 @@ def boot_objects(ops, objs, st, seed, cpus, p_temp, kernel, rootfs, per_unmovabl
         size = min(rootfs - done, geometric(field_uniform(h, F_SIZE), BOOT_OBJECT_PAGES))
         if n + size > cap:
             return False
-        cpu = int(field_uniform(h, F_CPU) * cpus)
-        for _ in range(size):
-            ops[n, 0], ops[n, 1], ops[n, 2] = OP_ALLOC, MIGRATE_MOVABLE, cpu
-            n += 1
+        n = _alloc_rows(ops, n, size, MIGRATE_MOVABLE, int(field_uniform(h, F_CPU) * cpus))
         done += size
         since += size if per_unmovable else 0
         j += 1
@@ -123,19 +126,16 @@ def _temporaries_freed(ops, objs, seed, cpus):
     cnt = np.bincount(at, weights=size, minlength=n + 1).astype(np.int64)
     new_row = np.arange(n) + np.cumsum(cnt)[:n]  # frees placed at a row come before it
     order = np.argsort(at, kind="stable")
-    block = at[order] + np.concatenate([[0], np.cumsum(size[order])[:-1]])  # each temporary's first free
+    lo, size, at, cpu = lo[order], size[order], at[order], (u_cpu[order] * cpus).astype(np.int64)
+    rank = np.arange(int(size.sum())) - np.repeat(np.cumsum(size) - size, size)  # 0..size-1 per temporary
+    block = at + np.cumsum(size) - size  # each temporary's first free row
     out = np.zeros((n + int(size.sum()), 4), np.int64)
     out[new_row, :3] = ops
-    rows = np.repeat(block, size[order]) + _ranks(size[order])
+    rows = np.repeat(block, size) + rank
     out[rows, 0] = OP_FREE
-    out[rows, 1] = new_row[np.repeat(lo[order], size[order]) + _ranks(size[order])]
-    out[rows, 2] = np.repeat((u_cpu * cpus).astype(np.int64)[order], size[order])
+    out[rows, 1] = new_row[np.repeat(lo, size) + rank]
+    out[rows, 2] = np.repeat(cpu, size)
     return out
-
-
-def _ranks(sizes):
-    """0..size-1 for each size, concatenated."""
-    return np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
 
 
 def _uniforms(seed, objs, field):

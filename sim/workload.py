@@ -531,9 +531,11 @@ class Stream:
         m = compact_rq(lv, live_slot, live_gen)
         # the FIFO keeps freed allocations until it is full (lazy deletion): compacted, it grows
         # only when the live entries need it, so it stays O(live) over any uptime
-        new = cap if 2 * m + need <= cap else max(2 * cap, 2 * m + need)
-        rs, rg = np.zeros(new, np.int32), np.zeros(new, np.uint32)
-        rs[:m], rg[:m] = live_slot[:m], live_gen[:m]
+        rs, rg = live_slot, live_gen
+        if 2 * m + need > cap:
+            new = max(2 * cap, 2 * m + need)
+            rs, rg = np.zeros(new, np.int32), np.zeros(new, np.uint32)
+            rs[:m], rg[:m] = live_slot[:m], live_gen[:m]
         g[G_RQ_HEAD], g[G_RQ_TAIL] = 0, m
         self.lv = lv._replace(rq_slot=rs, rq_gen=rg)
 
