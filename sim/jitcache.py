@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Callable, Optional
 
 ESTIMATE_S = 360  # first compile on a 2-core machine (367 s CPU quiet), before one was measured here
 TINY = ["machine=small", "workload=idle", "workload.duration_s=1", "policy=none"]
+# the same run without the boot's own allocations (kernel_init: no run_boot_ops): the event loop
+NO_BOOT_OPS = TINY + ["machine.boot_kernel_kb=0", "machine.boot_initrd_kb=0", "machine.boot_pagecache_kb=0"]
 _warm_key: Optional[str] = None  # this process saw the cache warm for this key
 
 
@@ -126,13 +129,10 @@ def ensure_warm(say: Optional[Callable[[str], None]] = None) -> Optional[float]:
             cold = not _loop_cached()
             if cold and say:
                 say(f"compiling the model for this machine, once: about {n} s")
-            from .hydra_conf import load_config
-            from .simulate import simulate
-
             t0 = time.perf_counter()
-            simulate(load_config(TINY))
+            _compile_model(cold)
             dt = time.perf_counter() - t0
-            compiled = _loop_compiled()
+            compiled = cold or _loop_compiled()
             if compiled:
                 (d / "dmfrag-compile-seconds").write_text(f"{dt:.1f}\n")
                 if say:
@@ -143,3 +143,48 @@ def ensure_warm(say: Optional[Callable[[str], None]] = None) -> Optional[float]:
             return dt if compiled else None
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _compile_model(cold: bool) -> None:
+    """Run the tiny simulation, which compiles (or loads) every model function. Cold, with two
+    CPUs or more, the work is split over two processes: numba compiles one function at a time
+    in a process, and two thirds of the first compile is the event loop (`run_events` and what
+    it calls), one third the boot's `run_boot_ops`. A helper process compiles the loop (a run
+    without boot ops) while this one boots (compiling `run_boot_ops`); then this process runs
+    the tiny simulation, which loads the helper's loop from numba's cache. Functions both
+    need are compiled by whichever gets there first (numba saves each one's cache on its
+    own, atomically), or by both. If the helper fails, this process compiles what is missing."""
+    from .hydra_conf import load_config
+    from .simulate import Run, simulate, to_sim_config
+
+    helper = None
+    if cold and _cpus() >= 2:
+        root = str(Path(__file__).resolve().parents[1])
+        code = f"import sys; sys.path.insert(0, {root!r}); from sim.jitcache import _compile_loop; _compile_loop()"
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir()))
+        helper = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+    try:
+        if helper is not None:
+            Run(to_sim_config(load_config(TINY)))  # the boot: run_boot_ops, its allocator
+            helper.wait()
+        simulate(load_config(TINY))
+    finally:
+        if helper is not None and helper.poll() is None:
+            helper.kill()
+            helper.wait()
+
+
+def _compile_loop() -> None:
+    """The helper of _compile_model: the event loop, compiled into numba's cache."""
+    from .hydra_conf import load_config
+    from .simulate import simulate
+
+    simulate(load_config(NO_BOOT_OPS))

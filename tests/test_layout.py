@@ -80,9 +80,13 @@ def test_reading_counters_is_pure(policy):
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="nothing is compiled under NUMBA_DISABLE_JIT")
 def test_each_model_function_compiles_exactly_once():
     """jit.njit widens argument types so a model function is compiled once, not once per
-    combination of argument types and literals (first compile 5.5 min -> 2 min)."""
-    from sim import jit
+    combination of argument types and literals (first compile 5.5 min -> 2 min); runs with and
+    without the boot's own allocations share the loop's specialization."""
+    from sim import jit, jitcache
 
+    # the parallel first compile's helper runs this config for the event loop: the same
+    # specialization as every other run, so the other process loads it from the cache
+    sim.simulate(sim.load_config(jitcache.NO_BOOT_OPS))
     for pol in ("none", "unmapped_cache", "migratetype", "grouped_pages", "prog_pack", "execmem_rox", "freetype"):
         sim.simulate(sim.load_config(["machine=small", "workload=mixed", "workload.duration_s=2", f"policy={pol}"]))
         m = Machine(MachineConfig(mem_mib=1024), policy=sim.policy_config(pol))
