@@ -168,14 +168,18 @@ def _compile_model(cold: bool) -> None:
     if cold and _cpus() >= 2:
         root = str(Path(__file__).resolve().parents[1])
         code = f"import sys; sys.path.insert(0, {root!r}); from sim.jitcache import _compile_loop; _compile_loop()"
-        env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir()))
-        helper = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
+        # this process's environment as it is: with or without NUMBA_CACHE_DIR, numba places
+        # its cache files differently (a user-provided cache dir gets per-source subfolders)
+        helper = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
     try:
         if helper is not None:
             Run(to_sim_config(load_config(TINY)))  # the boot: run_boot_ops, its allocator
             helper.wait()
         simulate(load_config(TINY))
+        if helper is not None and helper.returncode == 0 and _loop_compiled():
+            print("dmfrag: the event loop compiled by the helper process was not found in numba's cache; "
+                  "compiled it again here", file=sys.stderr)
     finally:
         if helper is not None and helper.poll() is None:
             helper.kill()
