@@ -688,11 +688,19 @@ class Tracker:
         else:
             session.execute(table.insert(), [dict(zip(cols, r)) for r in rows])
 
-    def _log_artifacts_client(self, run_id: str, arts: dict[str, bytes]) -> None:
+    def _log_artifacts_client(self, run_id: str, arts: dict[str, bytes], artifact_uri: str = "") -> None:
+        """One upload per file to the run's artifact URI (known here: the writer set it), through
+        the artifact repository of its scheme. MlflowClient.log_artifacts would first fetch the
+        whole run from the server (params, tags, ~100 metrics) to learn that URI: with a
+        tracking server, as much server and database work per run as the upload itself."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        uri = artifact_uri or f"{self.artifact_location.rstrip('/')}/{run_id}/artifacts"
+        repo = get_artifact_repository(uri, tracking_uri=self.artifact_client.tracking_uri)
         with tempfile.TemporaryDirectory(prefix="dmfrag-art-") as tmp:
             for name, data in arts.items():
                 (Path(tmp) / name).write_bytes(data)
-            self.artifact_client.log_artifacts(run_id, tmp)
+            repo.log_artifacts(tmp)
 
     def _record_client(self, parent_id, sweep_id, job, res, claim: Optional[str] = None) -> Optional[str]:
         """Three requests per run with at most 100 params (create_run with the tags, or the
@@ -720,6 +728,6 @@ class Tracker:
             self.client.log_batch(rid, metrics=ms, params=ps)
         arts = self._artifacts(res)
         if arts:
-            self._log_artifacts_client(rid, arts)
+            self._log_artifacts_client(rid, arts, "" if claim else run.info.artifact_uri)
         self.client.set_terminated(rid, "FINISHED" if res["ok"] else "FAILED")
         return rid
