@@ -27,7 +27,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 from urllib.parse import unquote, urlparse
 
 MAX_PARAM_VALUE = 6000
@@ -137,6 +137,15 @@ def _remove_dirs(dirs) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
+def _unless_done(write: Callable[[], object], done: Callable[[], bool]) -> None:
+    """write(); if it fails, it is fine when done() (another driver did the same write)."""
+    try:
+        write()
+    except Exception:
+        if not done():
+            raise
+
+
 class Tracker:
     def __init__(self, uri: str, experiment: str, artifact_root: Optional[str] = None, mode: str = "auto",
                  threads: int = 4):
@@ -152,11 +161,17 @@ class Tracker:
             except Exception:  # created concurrently by another driver
                 pass
             exp = self.client.get_experiment_by_name(experiment)
+        # Two drivers starting at once both see what is missing and both set it; a tracking
+        # server on PostgreSQL INSERTs an experiment tag, so the second fails on the key it
+        # would have written anyway: fine when the other driver's write is there.
         if exp.lifecycle_stage != "active":
-            self.client.restore_experiment(exp.experiment_id)
+            _unless_done(lambda: self.client.restore_experiment(exp.experiment_id),
+                         lambda: self.client.get_experiment(exp.experiment_id).lifecycle_stage == "active")
         if exp.tags.get(T_KIND) != "custom_model_development":
             # the UI opens an experiment on its runs table, not on the GenAI (traces) overview
-            self.client.set_experiment_tag(exp.experiment_id, T_KIND, "custom_model_development")
+            _unless_done(lambda: self.client.set_experiment_tag(exp.experiment_id, T_KIND, "custom_model_development"),
+                         lambda: self.client.get_experiment(exp.experiment_id).tags.get(T_KIND)
+                         == "custom_model_development")
         self.experiment_id = exp.experiment_id
         self.artifact_location = exp.artifact_location
         scheme = uri.split(":", 1)[0].split("+")[0]

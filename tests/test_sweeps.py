@@ -401,6 +401,36 @@ def test_bulk_writer_knows_the_mlflow_schema(tmp_path):
         tr.BULK_SCHEMA_REVISIONS.update(saved)
 
 
+def test_two_drivers_setting_up_one_experiment_at_once(tmp_path, monkeypatch):
+    """Two sweeps starting together on a new experiment both find its kind tag missing and
+    both set it; on a tracking server with PostgreSQL the second INSERT fails on the key the
+    first wrote (seen in CI: UniqueViolation on experiment_tag_pk). The loser goes on; a
+    write that fails for another reason still fails."""
+    from mlflow import MlflowClient
+
+    import sweeps.tracking as tr
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    MlflowClient(tracking_uri=uri).create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
+    real = MlflowClient.set_experiment_tag
+
+    def other_driver_first(self, experiment_id, key, value):
+        real(self, experiment_id, key, value)  # the other driver's write ...
+        raise RuntimeError("duplicate key value violates unique constraint \"experiment_tag_pk\"")  # ... ours
+
+    monkeypatch.setattr(MlflowClient, "set_experiment_tag", other_driver_first)
+    t = tr.Tracker(uri, "e")
+    assert t.client.get_experiment(t.experiment_id).tags[tr.T_KIND] == "custom_model_development"
+
+    def refused(self, experiment_id, key, value):
+        raise RuntimeError("permission denied")
+
+    monkeypatch.setattr(MlflowClient, "set_experiment_tag", refused)
+    MlflowClient(tracking_uri=uri).create_experiment("f", artifact_location=(tmp_path / "art2").as_uri())
+    with pytest.raises(RuntimeError, match="permission denied"):
+        tr.Tracker(uri, "f")
+
+
 def _started(kids, names) -> bool:
     def cmd(k):
         try:
