@@ -174,7 +174,13 @@ def _compile_model(cold: bool) -> None:
                                   stderr=subprocess.DEVNULL)
     try:
         if helper is not None:
-            Run(to_sim_config(load_config(TINY)))  # the boot: run_boot_ops, its allocator
+            run = Run(to_sim_config(load_config(TINY)))  # the boot: run_boot_ops, its allocator
+            # then, while the helper works on: what it reaches last, and the step API's entry
+            # points, each only if the helper is still at work (never lengthens the compile)
+            for disp, sig in late_callees(run) + step_api_entries(run):
+                if helper.poll() is not None:
+                    break
+                disp.compile(sig)
             helper.wait()
         simulate(load_config(TINY))
         if helper is not None and helper.returncode == 0 and _loop_compiled():
@@ -192,3 +198,36 @@ def _compile_loop() -> None:
     from .simulate import simulate
 
     simulate(load_config(NO_BOOT_OPS))
+
+
+def late_callees(run) -> list:
+    """The event loop's callees the helper reaches last, last first (run_events types its calls
+    in order: take_sample, policy_shrink, kcompactd, bpf_prog_pack_free, alloc_unmapped ->
+    bpf_prog_pack_alloc -> policy_alloc, kswapd_reclaim; __alloc_pages_reclaim,
+    apply_alloc_action), with the types run_events passes (integers widened to int64, jit.py):
+    the helper loads from the cache whichever of them this process finished first."""
+    from numba import typeof, types
+
+    from .engine import __alloc_pages_reclaim, apply_alloc_action, kswapd_reclaim
+    from .policy import policy_alloc
+    from .prog_pack import bpf_prog_pack_alloc
+
+    st = run.s._replace(alloc_pfn=run.stream.lv.a_pfn)  # as Run.step passes it
+    s, lv, on_free, i = typeof(st), typeof(run.stream.lv), typeof(run.stream.ct.on_free), types.int64
+    return [(apply_alloc_action, (s, i, i, i)), (__alloc_pages_reclaim, (s, i, i, lv, on_free)),
+            (kswapd_reclaim, (s, lv, on_free)), (policy_alloc, (s, i)), (bpf_prog_pack_alloc, (s, i))]
+
+
+def step_api_entries(run) -> list:
+    """What sim.Machine calls from Python (each its own compiled entry point, linking the
+    allocator), with the types Python integers give (int64)."""
+    from numba import typeof, types
+
+    from . import machine as m
+
+    s, i = typeof(run.s), types.int64
+    b = types.boolean
+    return [(m.alloc_pages_noreclaim, (s, i, i, i, i)), (m.free_pages, (s, i, i, i)),
+            (m.policy_free, (s, i, i)), (m.change_page_attr, (s, i, i, i, i, b)),
+            (m.set_memory, (s, i, i, i, i, b, b)), (m.flush_tlb_kernel_range, (s, i)),
+            (m.drain_all_pages, (s,)), (m.policy_shrink, (s, i))]

@@ -84,15 +84,28 @@ def test_each_model_function_compiles_exactly_once():
     without the boot's own allocations share the loop's specialization."""
     from sim import jit, jitcache
 
-    # the parallel first compile's helper runs this config for the event loop: the same
-    # specialization as every other run, so the other process loads it from the cache
+    # the parallel first compile (sim/jitcache.py): its helper runs this config for the event
+    # loop, and the other process compiles the loop's late callees and the step API's entry
+    # points by signature; each must be the specialization the runs below use
+    from sim.hydra_conf import to_sim_config
+    from sim.simulate import Run
+
+    run = Run(to_sim_config(sim.load_config(jitcache.TINY)))
+    for disp, sig in jitcache.late_callees(run) + jitcache.step_api_entries(run):
+        disp.compile(sig)
     sim.simulate(sim.load_config(jitcache.NO_BOOT_OPS))
     for pol in ("none", "unmapped_cache", "migratetype", "grouped_pages", "prog_pack", "execmem_rox", "freetype"):
         sim.simulate(sim.load_config(["machine=small", "workload=mixed", "workload.duration_s=2", f"policy={pol}"]))
         m = Machine(MachineConfig(mem_mib=1024), policy=sim.policy_config(pol))
         p = m.alloc_pages(1, "movable")
         m.set_memory_ro(p, 2)
+        m.set_direct_map_invalid_noflush(p)
+        m.flush_tlb_kernel_range(p, 1)
         m.free_pages(p, 1)
+        q = m.alloc_pages(0, "unmovable", unmapped=True)
+        if q is not None:
+            m.free_pages(q, 0)
+        m.drain_all_pages()
         m.shrink()
         counters(m.state)
         m.check()
