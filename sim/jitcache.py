@@ -157,8 +157,9 @@ def _compile_model(cold: bool) -> None:
     CPUs or more, the work is split over two processes: numba compiles one function at a time
     in a process, and two thirds of the first compile is the event loop (`run_events` and what
     it calls), one third the boot's `run_boot_ops`. A helper process compiles the loop (a run
-    without boot ops) while this one boots (compiling `run_boot_ops`); then this process runs
-    the tiny simulation, which loads the helper's loop from numba's cache. Functions both
+    without boot ops) while this one boots (compiling `run_boot_ops`), then compiles the loop's
+    late callees and the step API's entry points while the helper is still at work; then this
+    process runs the tiny simulation, which loads the helper's loop from numba's cache. Functions both
     need are compiled by whichever gets there first (numba saves each one's cache on its
     own, atomically), or by both. If the helper fails, this process compiles what is missing."""
     from .hydra_conf import load_config
