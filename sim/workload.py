@@ -424,7 +424,7 @@ def expand_window(lv, t_obj, h_obj, n_obj, t_fr, h_fr, n_fr, ev_time, ev_code, e
         else:
             t, slot, n, is_free = t_obj[i], h_obj[i], n_obj[i], 0
             i += 1
-        for _ in range(n):
+        for x in range(n):
             ev_time[e] = t
             ev_code[e] = (np.int64(slot) << 1) | is_free
             ev_info[e] = lv.a_info[slot]
@@ -433,7 +433,8 @@ def expand_window(lv, t_obj, h_obj, n_obj, t_fr, h_fr, n_fr, ev_time, ev_code, e
                 lv.slot_free[g[G_FREE_SLOTS]] = slot
                 g[G_FREE_SLOTS] += 1
                 g[G_LIVE_SLOTS] -= 1
-            slot = lv.a_next[slot]
+            if x + 1 < n:  # the chain's end is known: no cache miss on a_next for most objects
+                slot = lv.a_next[slot]
     return e
 
 
@@ -588,7 +589,14 @@ class Stream:
         order = free_order(f_t, f_gid)  # the same order for any window size
         n_ev = n_allocs + int(f_n.sum())
         ev_time, ev_code, ev_info = np.zeros(n_ev), np.zeros(n_ev, np.int64), np.zeros(n_ev, np.int64)
+        top = int(g[G_FREE_SLOTS])
         expand_window(lv, ot, heads, o_n, f_t[order], f_head[order], f_n[order], ev_time, ev_code, ev_info)
+        # the slots this window frees, in descending order on the free stack: the next window's
+        # allocations take them in ascending order, so admit's and the loop's writes to the slot
+        # arrays walk memory forwards instead of at random (64 GiB production_busy: admit 2.0 ->
+        # 1.1 s, loop 10 -> 13-14 M events/s); which slot an allocation gets changes no result
+        freed = lv.slot_free[top:int(g[G_FREE_SLOTS])]
+        freed[:] = np.sort(freed)[::-1]
         end = 0.0 if w < 0 else (w + 1) * self.window
         lv.reached[0] = min(end, self.duration)
         g[G_WINDOW] = w + 1 if end <= self.duration else w
