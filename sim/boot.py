@@ -18,7 +18,8 @@ from .state import (
     watermarks,
 )
 from .layout import (
-    P_COLLAPSE, P_COMPACT_PROACTIVENESS, P_COMPACTION, P_EXTFRAG_THRESHOLD, P_MANAGED, P_MIN_FREE_KB, P_NCPUS,
+    P_COLLAPSE, P_COMPACT_PROACTIVENESS, P_COMPACTION, P_EXTFRAG_THRESHOLD, P_GBPAGES, P_MANAGED, P_MAX_PFN_MAPPED,
+    P_MIN_FREE_KB, P_NCPUS,
     P_NOFRAGMENT, P_NR_PAGES, P_PCP_BATCH, P_PCP_HIGH,
     P_PCP_ON, P_RAM_PAGES, P_WMARK_HIGH, P_WMARK_LOW, P_WMARK_MIN,
 )
@@ -40,6 +41,9 @@ def __free_pages_memory(s, starts, ends):
             mt = s.pb_mt[start >> 9]
             __free_one_page(s, start, order, mt, True)
             start += 1 << order
+
+
+NORMAL_ZONE_START_PFN = 4 << 18  # ZONE_NORMAL starts at 4 GiB on x86-64
 
 
 def zone_highsize(wmark_low: int, batch: int, ncpus: int) -> int:
@@ -69,13 +73,17 @@ def boot(mc: MachineConfig, seed: int = 0) -> State:
     par = s.par
     par[P_NR_PAGES] = span
     par[P_RAM_PAGES] = sum(b - a for a, b in ram)
+    par[P_MAX_PFN_MAPPED] = ram[-1][1] if ram else 0
+    par[P_GBPAGES] = int(mc.direct_gbpages)
     par[P_MANAGED] = managed
     par[P_MIN_FREE_KB] = min_kb
     par[P_WMARK_MIN], par[P_WMARK_LOW], par[P_WMARK_HIGH] = wmin, wlow, whigh
     par[P_PCP_ON] = int(mc.pcp)
     par[P_PCP_BATCH] = mc.pcp_batch
     par[P_PCP_HIGH] = mc.pcp_high or zone_highsize(wlow, mc.pcp_batch, mc.cpus)
-    par[P_NOFRAGMENT] = int(mc.alloc_nofragment)
+    # alloc_flags_nofragment: only when the preferred zone is ZONE_NORMAL (RAM above 4 GiB),
+    # with ZONE_DMA32 below it to protect; a machine of <= 4 GiB has no ZONE_NORMAL
+    par[P_NOFRAGMENT] = int(mc.alloc_nofragment and par[P_MAX_PFN_MAPPED] > NORMAL_ZONE_START_PFN)
     par[P_COLLAPSE] = int(mc.cpa_collapse)
     par[P_NCPUS] = mc.cpus
     par[P_COMPACTION] = int(mc.compaction)

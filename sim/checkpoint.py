@@ -18,7 +18,7 @@ import numpy as np
 
 from .config import ConfigError
 
-VERSION = 2  # 2: 16-byte page records (pg_owner, compaction)
+VERSION = 3  # 2: 16-byte page records (pg_owner, compaction); 3: settings max_pfn_mapped, direct_gbpages
 # keys that may differ between a saved machine and the run continuing it
 CONTINUE_FREE = {"policy", "workload.duration_s", "machine.snapshot"}
 POLICY_STATE = ("pack_pfn", "pack_list", "pack_used", "pack_bits", "var")  # kept from the new policy's set-up

@@ -66,7 +66,7 @@ class MachineConfig:
     memmap: bool = True  # reserve struct page (64 B per 4K page) at the top of RAM
     min_free_kbytes: int = field(default=0, metadata=rng(0, 1 << 30))  # 0: int_sqrt(16 * lowmem_kB)
     watermark_scale_factor: int = field(default=10, metadata=rng(1, 3000))
-    alloc_nofragment: bool = True  # ALLOC_NOFRAGMENT first pass (zone NORMAL above DMA32)
+    alloc_nofragment: bool = True  # ALLOC_NOFRAGMENT first pass; the kernel's only with RAM above 4 GiB (ZONE_NORMAL)
     # a machine saved by sim.save_machine after some uptime: the run continues it (same machine,
     # workload and seed; the policy acts from the snapshot on) up to workload.duration_s
     snapshot: Optional[str] = None

@@ -8,12 +8,13 @@ from .constants import (
     MAP_LEAF, MAP_NONE, MAP_TABLE, PG_HOLE, PMD_PAGES, PTRS_PER_PMD, PROT_PRESENT, PROT_RW,
     PUD_PAGES,
 )
-from .jit import njit
+from .jit import njit, njit_inline
 from .page_alloc import ALLOC_NO_WATERMARKS, ALLOC_WMARK_MIN, __free_pages, alloc_pgtable_noremap
 from .layout import (
     CPA_EFAULT, CPA_ENOMEM, CPA_OK, NO_PAGE,
     C_CPA, C_DM_1G, C_DM_2M, C_DM_4K, C_L2_COLLAPSES, C_L2_SPLITS, C_L3_COLLAPSES, C_L3_SPLITS,
-    C_NP_PAGES, C_PT_PAGES, C_RO_PAGES, C_TLB_FLUSH_ALL, C_TLB_FLUSH_PAGES, C_TLB_FLUSH_RANGE, P_COLLAPSE, V_CPU,
+    C_NP_PAGES, C_PT_PAGES, C_RO_PAGES, C_TLB_FLUSH_ALL, C_TLB_FLUSH_PAGES, C_TLB_FLUSH_RANGE,
+    C_TLB_FLUSH_RANGE_FULL, P_COLLAPSE, P_GBPAGES, P_MAX_PFN_MAPPED, V_CPU,
 )
 
 # --- TLB flushes (counted where the modelled kernel path issues one) -------------------------
@@ -32,9 +33,13 @@ def flush_tlb_all(s):
 
 @njit
 def flush_tlb_kernel_range(s, npages):
-    """flush_tlb_kernel_range over npages 4K pages (one call)."""
+    """flush_tlb_kernel_range over npages 4K pages (one call). On x86 (arch/x86/mm/tlb.c) a
+    range of more than tlb_single_page_flush_ceiling pages is a full flush (do_flush_tlb_all):
+    counted as a call here too, and in tlb_flush_kernel_range_full."""
     s.ctr[C_TLB_FLUSH_RANGE] += 1
     s.ctr[C_TLB_FLUSH_PAGES] += npages
+    if npages > TLB_SINGLE_PAGE_FLUSH_CEILING:
+        s.ctr[C_TLB_FLUSH_RANGE_FULL] += 1
 
 
 @njit
@@ -105,6 +110,35 @@ def set_leaf_prot(s, start, n, new):
     s.prot[start:start + n] = new
 
 
+LEAF_SPLIT = 0  # change_large_page: the leaf must be split
+
+
+@njit_inline
+def change_large_page(s, lpaddr, size, addr, end, mask_set, mask_clr):
+    """__should_split_large_page for the leaf of `size` pages at lpaddr: LEAF_SPLIT, or the
+    leaf's end (> 0 when its protection was updated in place because the request covers it
+    whole, < 0 when the protection is already the one asked for)."""
+    old = s.prot[lpaddr]
+    new = (old & (0xFF ^ mask_clr)) | mask_set
+    nxt = lpaddr + size
+    if new == old:
+        return -nxt
+    if addr == lpaddr and end >= nxt:
+        set_leaf_prot(s, lpaddr, size, new)
+        return nxt
+    return LEAF_SPLIT
+
+
+@njit
+def __cpa_process_fault(s, addr, level_pages):
+    """__cpa_process_fault for a hole in the direct map (no PTE): below max_pfn_mapped the
+    kernel skips it (holes are expected there) and carries on; above, -EFAULT. Returns the
+    pfn to continue from (the end of the unmapped entry covering addr), or CPA_EFAULT."""
+    if addr >= s.par[P_MAX_PFN_MAPPED]:
+        return CPA_EFAULT
+    return (addr // level_pages + 1) * level_pages
+
+
 @njit
 def __change_page_attr_set_clr(s, pfn, numpages, mask_set, mask_clr):
     """__change_page_attr_set_clr over [pfn, pfn + numpages) of the direct map.
@@ -112,68 +146,67 @@ def __change_page_attr_set_clr(s, pfn, numpages, mask_set, mask_clr):
     For each large page covering the address (__should_split_large_page): unchanged
     protection -> nothing; request covers the whole aligned large page -> update in
     place; otherwise split it (1G -> 2M, 2M -> 4K, as deep as needed), each split taking
-    one order-0 unmovable page-table page. Returns 0, -ENOMEM or -EFAULT (hole)."""
+    one order-0 unmovable page-table page. Holes below max_pfn_mapped are skipped
+    (__cpa_process_fault). Returns 0, -ENOMEM or -EFAULT (beyond the last RAM page); a call
+    that changed something counts in cpa_calls, also when it then failed."""
     addr = pfn
     end = pfn + numpages
     changed = False
+    err = CPA_OK
     while addr < end:
         g = addr // PUD_PAGES
         if s.pud_map[g] == MAP_NONE:
-            return CPA_EFAULT
+            addr = __cpa_process_fault(s, addr, PUD_PAGES)
+            if addr == CPA_EFAULT:
+                err = CPA_EFAULT
+                break
+            continue
         if s.pud_map[g] == MAP_LEAF:
-            lpaddr = g * PUD_PAGES
-            old = s.prot[lpaddr]
-            new = (old & (0xFF ^ mask_clr)) | mask_set
-            nxt = lpaddr + PUD_PAGES
-            if new == old:
-                addr = min(nxt, end)
-                continue
-            if addr == lpaddr and end >= nxt:
-                set_leaf_prot(s, lpaddr, PUD_PAGES, new)
-                addr = nxt
-                changed = True
+            nxt = change_large_page(s, g * PUD_PAGES, PUD_PAGES, addr, end, mask_set, mask_clr)
+            if nxt != LEAF_SPLIT:
+                changed |= nxt > 0
+                addr = min(abs(nxt), end)
                 continue
             err = split_large_page_1g(s, g)
             if err != CPA_OK:
-                return err
+                break
         m = addr // PMD_PAGES
         pm = s.pmd_map[m]
         if pm == MAP_NONE:
-            return CPA_EFAULT
+            addr = __cpa_process_fault(s, addr, PMD_PAGES)
+            if addr == CPA_EFAULT:
+                err = CPA_EFAULT
+                break
+            continue
         if pm == MAP_LEAF:
-            lpaddr = m * PMD_PAGES
-            old = s.prot[lpaddr]
-            new = (old & (0xFF ^ mask_clr)) | mask_set
-            nxt = lpaddr + PMD_PAGES
-            if new == old:
-                addr = min(nxt, end)
-                continue
-            if addr == lpaddr and end >= nxt:
-                set_leaf_prot(s, lpaddr, PMD_PAGES, new)
-                addr = nxt
-                changed = True
+            nxt = change_large_page(s, m * PMD_PAGES, PMD_PAGES, addr, end, mask_set, mask_clr)
+            if nxt != LEAF_SPLIT:
+                changed |= nxt > 0
+                addr = min(abs(nxt), end)
                 continue
             err = split_large_page_2m(s, m)
             if err != CPA_OK:
-                return err
+                break
         # PTE level: change the 4K entries up to the end of this 2M region
         stop = min(end, (m + 1) * PMD_PAGES)
-        any_change = False
         while addr < stop:
             old = s.prot[addr]
             if old == 0 and (s.pg_flags[addr] & PG_HOLE) != 0:  # no PTE for a hole
-                return CPA_EFAULT
-            new = (old & (0xFF ^ mask_clr)) | mask_set
-            if new != old:
-                account_prot(s, old, new, 1)
-                s.prot[addr] = new
-                any_change = True
+                if __cpa_process_fault(s, addr, 1) == CPA_EFAULT:
+                    err = CPA_EFAULT
+                    break
+            else:
+                new = (old & (0xFF ^ mask_clr)) | mask_set
+                if new != old:
+                    account_prot(s, old, new, 1)
+                    s.prot[addr] = new
+                    changed = True
             addr += 1
-        if any_change:
-            changed = True
+        if err != CPA_OK:
+            break
     if changed:
         s.ctr[C_CPA] += 1
-    return CPA_OK
+    return err
 
 
 @njit
@@ -230,30 +263,31 @@ def collapse_pud_page(s, g):
 
 @njit
 def collapse_large_pages(s, pfn, numpages):
-    """collapse_large_pages (CPA_COLLAPSE): try to restore 2M then 1G leaves over the
-    regions the range touches. Returns the number of page-table pages released."""
+    """cpa_collapse_large_pages (CPA_COLLAPSE, 6.15+): per 2M region the range touches, a PMD
+    table under a PUD table is collapsed to a 2M leaf if it can be; only right after that, its
+    1G region to a 1G leaf (collapse_large_pages; collapse_pud_page needs direct_gbpages).
+    Returns the number of page-table pages released."""
     released = 0
-    m0 = pfn // PMD_PAGES
-    m1 = (pfn + numpages - 1) // PMD_PAGES
-    for m in range(m0, m1 + 1):
-        if s.pud_map[m // PTRS_PER_PMD] == MAP_TABLE and collapse_pmd_page(s, m):
-            released += 1
-    g0 = pfn // PUD_PAGES
-    g1 = (pfn + numpages - 1) // PUD_PAGES
-    for g in range(g0, g1 + 1):
-        if collapse_pud_page(s, g):
+    for m in range(pfn // PMD_PAGES, (pfn + numpages - 1) // PMD_PAGES + 1):
+        g = m // PTRS_PER_PMD
+        if s.pud_map[g] != MAP_TABLE or not collapse_pmd_page(s, m):
+            continue
+        released += 1
+        if s.par[P_GBPAGES] != 0 and collapse_pud_page(s, g):
             released += 1
     if released:
-        flush_tlb_all(s)  # collapse_large_pages flushes everything before freeing the tables
+        flush_tlb_all(s)  # cpa_collapse_large_pages flushes everything before freeing the tables
     return released
 
 
 @njit
 def change_page_attr(s, pfn, numpages, mask_set, mask_clr, collapse):
-    """change_page_attr_set_clr, plus collapse_large_pages when CPA_COLLAPSE is asked
-    for (set_memory_rox) and the machine enables it."""
+    """__change_page_attr_set_clr, plus collapse_large_pages when CPA_COLLAPSE is asked for
+    (set_memory_rox), the machine enables it and the call changed something (6.15+ collapses
+    from cpa_flush, which runs only then)."""
+    before = s.ctr[C_CPA]
     err = __change_page_attr_set_clr(s, pfn, numpages, mask_set, mask_clr)
-    if err == CPA_OK and collapse and s.par[P_COLLAPSE] != 0:
+    if err == CPA_OK and collapse and s.par[P_COLLAPSE] != 0 and s.ctr[C_CPA] != before:
         collapse_large_pages(s, pfn, numpages)
     return err
 
@@ -265,8 +299,11 @@ def set_memory(s, pfn, numpages, mask_set, mask_clr, collapse, alias):
     cpa_process_alias changed (force_flush_all)."""
     before = s.ctr[C_CPA]
     err = change_page_attr(s, pfn, numpages, mask_set, mask_clr, collapse)
-    if s.ctr[C_CPA] != before:
-        cpa_flush(s, numpages, alias)
+    if s.ctr[C_CPA] != before:  # CPA_FLUSHTLB
+        if err != CPA_OK:
+            flush_tlb_all(s)  # change_page_attr_set_clr: "On error; flush everything to be sure" (cpa_flush_all)
+        else:
+            cpa_flush(s, numpages, alias)
     return err
 
 

@@ -19,7 +19,7 @@ from .config import MachineConfig, PolicyConfig, validate_policy
 from .constants import (
     MAP_LEAF, MAP_TABLE, PTRS_PER_PMD,
     BPF_PROG_PACK_SIZE, MAX_PAGE_ORDER, MIGRATETYPE_NAMES, MIGRATETYPES, MIGRATE_PCPTYPES,
-    PAGE_KERNEL, PG_ALLOC, PROT_NX, PROT_PKEY, PROT_PRESENT, PROT_RW,
+    PG_ALLOC, PROT_NX, PROT_PRESENT, PROT_RW,
 )
 from .freetype import freetype_state
 from .directmap import change_page_attr, flush_tlb_kernel_range, mapping_level, set_memory
@@ -53,6 +53,11 @@ def _bool(arg: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{arg}={value!r}: allowed True or False")
     return bool(value)
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
 
 
 class Machine:
@@ -253,11 +258,14 @@ class Machine:
         return self._cpa(pfn, 1, 0, PROT_PRESENT | PROT_RW, flush=False)
 
     def set_direct_map_default_noflush(self, pfn: int) -> int:
-        return self._cpa(pfn, 1, PAGE_KERNEL, PROT_PKEY, flush=False)
+        """__set_pages_p: _PAGE_PRESENT | _PAGE_RW set (NX as it was: the direct map's is always set)."""
+        return self._cpa(pfn, 1, PROT_PRESENT | PROT_RW, 0, flush=False)
 
     def set_direct_map_valid_noflush(self, pfn: int, n: int, valid: bool) -> int:
-        """set_direct_map_valid_noflush(page, nr, valid): _PAGE_PRESENT set or cleared."""
-        return self._cpa(pfn, n, PROT_PRESENT if valid else 0, 0 if valid else PROT_PRESENT, flush=False)
+        """set_direct_map_valid_noflush(page, nr, valid) (6.13+): __set_pages_p or __set_pages_np,
+        _PAGE_PRESENT | _PAGE_RW set or cleared."""
+        p_rw = PROT_PRESENT | PROT_RW
+        return self._cpa(pfn, n, p_rw if valid else 0, 0 if valid else p_rw, flush=False)
 
     def flush_tlb_kernel_range(self, pfn: int, n: int) -> None:
         self._check_range(int(pfn), int(n))
@@ -301,29 +309,22 @@ class Machine:
         s = self.state
         lv = np.where(s.pmd_map == MAP_LEAF, 2, np.where(s.pmd_map >= MAP_TABLE, 1, 0)).astype(np.int8)
         lv[np.repeat(s.pud_map == MAP_LEAF, PTRS_PER_PMD)] = 3
-        lv.flags.writeable = False
-        return lv
+        return _read_only(lv)
 
     @property
     def prot(self) -> np.ndarray:
         """Direct-map protection bits per 4K page (1 present, 2 RW, 4 NX, 8 PKS key), read-only."""
-        v = self.state.prot.view()
-        v.flags.writeable = False
-        return v
+        return _read_only(self.state.prot.view())
 
     @property
     def free_area(self) -> np.ndarray:
         """Free blocks per order and migratetype, shape (11, 4), read-only (/proc/pagetypeinfo)."""
-        v = self.state.nr_free.copy()
-        v.flags.writeable = False
-        return v
+        return _read_only(self.state.nr_free.copy())
 
     @property
     def pageblock_migratetypes(self) -> np.ndarray:
         """Migratetype per pageblock (0 unmovable, 1 movable, 2 reclaimable, 3 unmapped), read-only."""
-        v = self.state.pb_mt.view()
-        v.flags.writeable = False
-        return v
+        return _read_only(self.state.pb_mt.view())
 
     def pageblock_migratetype(self, pfn: int) -> str:
         pfn = _int("pfn", pfn, 0, self.nr_pages - 1)

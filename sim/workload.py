@@ -32,7 +32,7 @@ import numpy as np
 
 from .config import Dist, WorkloadConfig
 from .constants import BPF_PROG_CHUNK_SIZE, BPF_PROG_PACK_SIZE, MIGRATETYPES, NR_PAGE_ORDERS, PAGE_SIZE
-from .jit import njit, prefetch
+from .jit import njit, njit_inline, prefetch
 from .keyed import (
     D_NONE, F_ACTION, F_ALLOCS, F_CPU, F_FILL, F_GAP, F_LIFE, F_ORDER, F_SIZE, dist_row, draw, field_uniform, obj_key,
     uniform,
@@ -344,6 +344,25 @@ def admit(ct, lv, seed, w, window, oc, ok, o_n, o_tfree, o_base, o_tail, out_hea
             g[G_LIVE_OBJS] += 1
 
 
+@njit_inline
+def calendar_take(lv, b):
+    """Empty bucket b: returns its first chunk (the chain goes back with chunk_release)."""
+    c = lv.cal_head[b]
+    lv.cal_head[b] = NIL
+    lv.cal_tail[b] = NIL
+    lv.cal_count[b] = 0
+    return c
+
+
+@njit_inline
+def chunk_release(lv, c):
+    """Put chunk c back on the free stack; returns the next chunk of its bucket."""
+    nxt = lv.ck_next[c]
+    lv.ck_free[lv.g[G_FREE_CHUNKS]] = c
+    lv.g[G_FREE_CHUNKS] += 1
+    return nxt
+
+
 @njit
 def due_frees(lv, w, window, duration, out_t, out_gid, out_head, out_n):
     """The calendar entries whose free falls in window w before `duration`, into out_* (sized
@@ -351,24 +370,15 @@ def due_frees(lv, w, window, duration, out_t, out_gid, out_head, out_n):
     redistributed). Frees at or after the duration stay queued for a continued run."""
     b = (w + 1) % NB
     if b == 0 and w >= 0:  # a new turn of the ring: the far list's entries move closer
-        c = lv.cal_head[NB]
-        lv.cal_head[NB] = NIL
-        lv.cal_tail[NB] = NIL
-        lv.cal_count[NB] = 0
+        c = calendar_take(lv, NB)
         while c != NIL:
             for e in range(c * CH, c * CH + lv.ck_fill[c]):
                 calendar_insert(lv, bucket_of(lv.ck_t[e], w, window), lv.ck_t[e], lv.ck_gid[e], lv.ck_head[e],
                                 lv.ck_n[e])
-            nxt = lv.ck_next[c]
-            lv.ck_free[lv.g[G_FREE_CHUNKS]] = c
-            lv.g[G_FREE_CHUNKS] += 1
-            c = nxt
+            c = chunk_release(lv, c)
     m = 0
     kept = 0
-    c = lv.cal_head[b]
-    lv.cal_head[b] = NIL
-    lv.cal_tail[b] = NIL
-    lv.cal_count[b] = 0
+    c = calendar_take(lv, b)
     while c != NIL:
         for e in range(c * CH, c * CH + lv.ck_fill[c]):
             if lv.ck_t[e] < duration:
@@ -378,10 +388,7 @@ def due_frees(lv, w, window, duration, out_t, out_gid, out_head, out_n):
                 kept += 1
                 x = out_t.shape[0] - kept
                 out_t[x], out_gid[x], out_head[x], out_n[x] = lv.ck_t[e], lv.ck_gid[e], lv.ck_head[e], lv.ck_n[e]
-        nxt = lv.ck_next[c]
-        lv.ck_free[lv.g[G_FREE_CHUNKS]] = c
-        lv.g[G_FREE_CHUNKS] += 1
-        c = nxt
+        c = chunk_release(lv, c)
     for x in range(out_t.shape[0] - kept, out_t.shape[0]):
         calendar_insert(lv, b, out_t[x], out_gid[x], out_head[x], out_n[x])
     lv.g[G_LIVE_OBJS] -= m

@@ -168,3 +168,83 @@ def test_out_of_range_is_an_error():
         m.set_memory_ro(64 * 256, 1)
     with pytest.raises(ValueError):
         m.set_memory_ro(-1, 1)
+
+
+def test_set_direct_map_valid_and_default_set_present_and_rw():
+    """__set_pages_p / __set_pages_np: _PAGE_PRESENT | _PAGE_RW, nothing else (NX stays)."""
+    m = bare(direct_gbpages=False)
+    pfn = 100 * M
+    assert m.set_direct_map_invalid_noflush(pfn) == 0 and m.prot[pfn] == 4  # NX left
+    assert m.set_direct_map_valid_noflush(pfn, 1, True) == 0
+    assert m.prot[pfn] == 7 and m.counters()["direct_map_ro_pages"] == 0  # RW again, not RO
+    assert m.set_direct_map_valid_noflush(pfn, 1, False) == 0 and m.prot[pfn] == 4
+    assert m.set_direct_map_default_noflush(pfn) == 0 and m.prot[pfn] == 7
+    # a 2M leaf made executable in place: default_noflush leaves X alone, so nothing to split
+    m.set_memory_x(200 * M, M)
+    before = m.counters()["direct_map_level2_splits"]
+    assert m.set_direct_map_default_noflush(200 * M + 3) == 0
+    assert m.counters()["direct_map_level2_splits"] == before and m.prot[200 * M + 3] == 3
+    # valid_noflush on a read-only leaf sets RW: a split, as set_memory_rw of one page would
+    m.set_memory_ro(300 * M, M)
+    m.set_direct_map_valid_noflush(300 * M + 3, 1, True)
+    assert m.counters()["direct_map_level2_splits"] == before + 1 and m.prot[300 * M + 3] == 7
+
+
+def test_holes_below_max_pfn_mapped_are_skipped_and_above_fault():
+    """__cpa_process_fault: a hole inside the direct map is skipped; past the last RAM page,
+    -EFAULT, after which change_page_attr_set_clr flushes everything (cpa_flush_all)."""
+    m = bare(mem_mib=4096, direct_gbpages=False, holes=[[1048576, 2048], [2097152 - 128, 128]])
+    hole = G  # 1 GiB .. 1 GiB + 2 MiB is not RAM
+    c0 = m.counters()
+    assert m.set_memory_ro(hole - 10, M + 20) == 0  # across the hole
+    c = m.counters()
+    assert (m.prot[hole - 10:hole] == 5).all() and (m.prot[hole + M:hole + M + 10] == 5).all()
+    assert c["direct_map_ro_pages"] == 20 and c["cpa_calls"] == c0["cpa_calls"] + 1
+    assert c["tlb_flush_all"] == c0["tlb_flush_all"] + 2 + 1  # two splits, then > 33 pages
+    # the 2 GiB machine's RAM ends 128 kB below 2 GiB (QEMU's reservation): beyond it, -EFAULT
+    m = bare(mem_mib=2048, direct_gbpages=False, holes=[[2097152 - 128, 128]])
+    c0 = m.counters()
+    assert m.set_memory_ro(524200, 88) == -14  # 56 RAM pages, then 32 past the end of RAM
+    c = m.counters()
+    assert c["direct_map_ro_pages"] == 56 and c["cpa_calls"] == c0["cpa_calls"] + 1
+    assert c["tlb_flush_all"] == c0["tlb_flush_all"] + 1 and c["tlb_flush_kernel_range"] == 0
+
+
+def test_collapse_runs_only_when_the_call_changed_something():
+    """6.15+ collapses from cpa_flush, which a call that changed nothing does not reach."""
+    m = bare(direct_gbpages=False, cpa_collapse=True)
+    m.set_memory_x(10 * M + 7, 1)  # split; every PTE then made RO + X by hand, one at a time
+    m.set_memory_ro(10 * M, M)
+    m.set_memory_x(10 * M, M)
+    c0 = m.counters()
+    assert c0["direct_map_level2_collapses"] == 0 and m.mapping_level(10 * M) == 1
+    assert m.set_memory_rox(10 * M, M) == 0  # RO + X already: nothing changes
+    c = m.counters()
+    assert c["direct_map_level2_collapses"] == 0 and c["tlb_flush_all"] == c0["tlb_flush_all"]
+    assert m.mapping_level(10 * M) == 1
+
+
+def test_1g_collapse_follows_a_2m_collapse_and_needs_gbpages():
+    """collapse_large_pages tries collapse_pud_page only right after collapse_pmd_page
+    succeeded at that address, and collapse_pud_page needs direct_gbpages."""
+    m = bare(direct_gbpages=True, cpa_collapse=True)
+    m.set_memory_ro(G + 7 * M, M)  # a 1G split only: the 2M leaf is updated in place
+    assert m.counters()["direct_map_level3_splits"] == 1 and m.mapping_level(G + 7 * M) == 2
+    m.set_memory_rox(G, G)  # no PMD table to collapse: the 1G region stays split
+    c = m.counters()
+    assert c["direct_map_level3_collapses"] == 0 and c["DirectMap1G"] == 3 * 1048576
+    m = bare(direct_gbpages=False, cpa_collapse=True)
+    m.set_memory_ro(3, 1)
+    m.set_memory_rox(0, G)
+    c = m.counters()
+    assert c["direct_map_level2_collapses"] == 1 and c["direct_map_level3_collapses"] == 0
+    assert c["DirectMap1G"] == 0
+
+
+def test_flush_tlb_kernel_range_over_33_pages_is_a_full_flush_on_x86():
+    m = bare(direct_gbpages=False)
+    m.flush_tlb_kernel_range(0, 33)
+    m.flush_tlb_kernel_range(0, 34)
+    c = m.counters()
+    assert c["tlb_flush_kernel_range"] == 2 and c["tlb_flush_kernel_pages"] == 67
+    assert c["tlb_flush_kernel_range_full"] == 1
