@@ -46,6 +46,13 @@ def __free_pages_memory(s, starts, ends):
 NORMAL_ZONE_START_PFN = 4 << 18  # ZONE_NORMAL starts at 4 GiB on x86-64
 
 
+def zone_batchsize(managed_pages: int) -> int:
+    """zone_batchsize: ~0.1 % of the zone or 1 MB, whichever is smaller, a quarter of it, made
+    2^n - 1 (63 from 1 GiB up)."""
+    batch = max(min(managed_pages >> 10, 256) // 4, 1)
+    return (1 << ((batch + batch // 2).bit_length() - 1)) - 1
+
+
 def zone_highsize(wmark_low: int, batch: int, ncpus: int) -> int:
     """zone_highsize with percpu_pagelist_high_fraction = 0: low watermark split over the
     node's CPUs, at least 4 batches."""
@@ -79,8 +86,8 @@ def boot(mc: MachineConfig, seed: int = 0) -> State:
     par[P_MIN_FREE_KB] = min_kb
     par[P_WMARK_MIN], par[P_WMARK_LOW], par[P_WMARK_HIGH] = wmin, wlow, whigh
     par[P_PCP_ON] = int(mc.pcp)
-    par[P_PCP_BATCH] = mc.pcp_batch
-    par[P_PCP_HIGH] = mc.pcp_high or zone_highsize(wlow, mc.pcp_batch, mc.cpus)
+    par[P_PCP_BATCH] = mc.pcp_batch or zone_batchsize(managed)
+    par[P_PCP_HIGH] = mc.pcp_high or zone_highsize(wlow, int(par[P_PCP_BATCH]), mc.cpus)
     # alloc_flags_nofragment: only when the preferred zone is ZONE_NORMAL (RAM above 4 GiB),
     # with ZONE_DMA32 below it to protect; a machine of <= 4 GiB has no ZONE_NORMAL
     par[P_NOFRAGMENT] = int(mc.alloc_nofragment and par[P_MAX_PFN_MAPPED] > NORMAL_ZONE_START_PFN)

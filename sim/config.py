@@ -53,7 +53,7 @@ class MachineConfig:
     # per-CPU page lists for order-0 pages (mm/page_alloc.c rmqueue_pcplist/free_unref_page).
     # Off by default for the step API (exact buddy semantics); the conf/machine presets turn it on.
     pcp: bool = False
-    pcp_batch: int = field(default=63, metadata=rng(1, 4096))
+    pcp_batch: int = field(default=0, metadata=rng(0, 4096))  # 0: zone_batchsize() formula (63 from 1 GiB)
     pcp_high: int = field(default=0, metadata=rng(0, 1 << 30))  # 0: zone_highsize() formula
     # [start_kb, size_kb] ranges; holes are not RAM (not mapped, no struct page in use)
     holes: list[list[int]] = field(default_factory=list)

@@ -267,18 +267,19 @@ def rmqueue_bulk(s, cpu, mt, count, nofragment):
 
 
 @njit
-def free_pcppages_bulk(s, cpu, count):
-    """free_pcppages_bulk: free `count` pages from the tails of the CPU's lists, round robin."""
+def free_pcppages_bulk(s, cpu, count, first):
+    """free_pcppages_bulk: `count` pages back to the buddy lists, starting with list `first`
+    (the freed page's): each list from its tail until it is empty or the count is reached,
+    then the next non-empty list, round robin."""
     s.ctr[C_PCP_DRAIN] += 1
-    mt = 0
-    empty_in_row = 0
+    count = min(count, s.pcp_count[cpu])
     ncols = s.pcp_head.shape[1]  # MIGRATE_PCPTYPES, + the unmapped list under freetype
-    while count > 0 and empty_in_row < ncols:
-        pfn = s.pcp_tail[cpu, mt]
-        if pfn < 0:
-            empty_in_row += 1
-        else:
-            empty_in_row = 0
+    mt = first
+    while count > 0:
+        while s.pcp_tail[cpu, mt] < 0:
+            mt = (mt + 1) % ncols
+        while count > 0 and s.pcp_tail[cpu, mt] >= 0:
+            pfn = s.pcp_tail[cpu, mt]
             pcp_del(s, cpu, mt, pfn)
             __free_one_page(s, pfn, 0, s.pb_mt[pfn >> PAGEBLOCK_ORDER], False)
             count -= 1
@@ -286,11 +287,27 @@ def free_pcppages_bulk(s, cpu, count):
 
 
 @njit
+def nr_pcp_free(s, cpu):
+    """nr_pcp_free: how many pages a free that reached pcp->high returns: at least batch, and
+    twice as many each time the CPU frees again without allocating in between (free_factor),
+    up to high - batch."""
+    high = s.par[P_PCP_HIGH]
+    batch = s.par[P_PCP_BATCH]
+    if high < batch:
+        return 1
+    max_nr_free = high - batch
+    n = batch << s.pcp_free_factor[cpu]
+    if n < max_nr_free:
+        s.pcp_free_factor[cpu] += 1
+    return min(max(n, batch), max_nr_free)
+
+
+@njit
 def drain_all_pages(s):
     """drain_all_pages: return every per-CPU page to the buddy lists."""
     for cpu in range(s.pcp_count.shape[0]):
         if s.pcp_count[cpu] > 0:
-            free_pcppages_bulk(s, cpu, s.pcp_count[cpu])
+            free_pcppages_bulk(s, cpu, s.pcp_count[cpu], 0)
 
 
 # --- allocation and free entry points ---------------------------------------------
@@ -323,6 +340,7 @@ def rmqueue_noremap(s, order, mt, cpu):
         if s.pcp_head[cpu, mt] == NIL:
             if rmqueue_bulk(s, cpu, mt, s.par[P_PCP_BATCH], nofrag) == 0 and nofrag:
                 rmqueue_bulk(s, cpu, mt, s.par[P_PCP_BATCH], False)
+        s.pcp_free_factor[cpu] >>= 1  # rmqueue_pcplist: an allocation halves the next free burst
         pfn = s.pcp_head[cpu, mt]
         if pfn < 0:
             return NO_PAGE  # rmqueue_pcplist failed, so would rmqueue_buddy's __rmqueue
@@ -444,7 +462,7 @@ def __free_pages(s, pfn, order, cpu):
     if order == 0 and s.par[P_PCP_ON] != 0 and mt < s.pcp_head.shape[1]:
         pcp_add(s, cpu, mt, pfn, False)
         if s.pcp_count[cpu] >= s.par[P_PCP_HIGH]:
-            free_pcppages_bulk(s, cpu, s.par[P_PCP_BATCH])
+            free_pcppages_bulk(s, cpu, nr_pcp_free(s, cpu), mt)
         return
     __free_one_page(s, pfn, order, mt, False)
 

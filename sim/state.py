@@ -45,6 +45,7 @@ State = namedtuple(
         "nr_free",  # int64 [order, migratetype]: blocks on each free list
         "pcp_head", "pcp_tail",  # int32 [cpu, pcp migratetype]
         "pcp_count",  # int64 [cpu]
+        "pcp_free_factor",  # int64 [cpu]: pcp->free_factor (nr_pcp_free)
         "cache_head", "cache_tail",  # int32 [order 0..9, 1]: the policy cache's free lists (buddy.py)
         "cache_nr",  # int64 [order, 1]: blocks on each cache free list
         "pack_pfn", "pack_list", "pack_used",  # int32 [pack slot]: bpf_prog_pack (prog_pack.py)
@@ -112,6 +113,7 @@ def new_state(nr_pages_span: int, ncpus: int) -> State:
         pcp_head=np.full((ncpus, MIGRATE_PCPTYPES), -1, np.int32),
         pcp_tail=np.full((ncpus, MIGRATE_PCPTYPES), -1, np.int32),
         pcp_count=np.zeros(ncpus, np.int64),
+        pcp_free_factor=np.zeros(ncpus, np.int64),
         cache_head=np.full((PAGEBLOCK_ORDER + 1, 1), NIL, np.int32),
         cache_tail=np.full((PAGEBLOCK_ORDER + 1, 1), NIL, np.int32),
         cache_nr=np.zeros((PAGEBLOCK_ORDER + 1, 1), np.int64),

@@ -197,12 +197,13 @@ def test_watermark_failure_is_counted_per_order():
 
 
 def test_pcp_batches_order0_pages():
+    # zone_batchsize of a 256 MiB zone: min(65536 >> 10, 256) / 4 = 16 -> 2^4 - 1 = 15
     m = Machine(MachineConfig(mem_mib=256, kernel_image_mib=0, memmap=False, pcp=True, cpus=2))
     pfn = m.alloc_pages(0, "movable")
     c = m.counters()
-    assert c["nr_pcp_pages"] == 62 and c["nr_free_pages"] == 256 * 256 - 63
+    assert c["nr_pcp_pages"] == 14 and c["nr_free_pages"] == 256 * 256 - 15
     m.free_pages(pfn, 0)
-    assert m.counters()["nr_pcp_pages"] == 63
+    assert m.counters()["nr_pcp_pages"] == 15
     m.drain_all_pages()
     c = m.counters()
     assert c["nr_pcp_pages"] == 0 and c["nr_free_pages"] == 256 * 256
@@ -225,3 +226,32 @@ def test_min_free_formula_is_int_sqrt():
         kb = watermarks(pages)[0]
         assert kb == min(max(math.isqrt(pages * 4 * 16), 128), 262144)
     assert np.isscalar(watermarks(1000)[1])
+
+
+def test_pcp_free_drains_the_freed_pages_list_first_and_doubles_per_burst():
+    """free_unref_page_commit -> free_pcppages_bulk(nr_pcp_free(), pindex of the freed page)
+    (6.1): at pcp->high, `batch` pages go back, twice as many on the next burst without an
+    allocation (free_factor), each list from its tail, the freed page's list first."""
+    m = Machine(MachineConfig(mem_mib=256, kernel_image_mib=0, memmap=False, pcp=True, cpus=1,
+                              pcp_batch=4, pcp_high=12))
+    mov = [m.alloc_pages(0, "movable") for _ in range(12)]
+    unm = [m.alloc_pages(0, "unmovable") for _ in range(12)]
+    m.drain_all_pages()
+    for p in unm[:6]:
+        m.free_pages(p, 0)
+    for p in mov[:5]:
+        m.free_pages(p, 0)
+    assert m.counters()["nr_pcp_pages"] == 11
+    drains = m.counters()["pcp_drains"]
+    m.free_pages(mov[5], 0)  # 12 = high: 4 pages back, from the movable list's tail
+    c = m.counters()
+    assert c["pcp_drains"] == drains + 1 and c["nr_pcp_pages"] == 8
+    on_pcp = lambda p: bool(m.state.pg_flags[p] & 4)  # noqa: E731 - PG_PCP
+    assert [on_pcp(p) for p in mov[:6]] == [False, False, False, False, True, True]  # tail = first freed
+    assert all(on_pcp(p) for p in unm[:6])
+    for p in mov[6:10]:  # back to high: the burst doubles (free_factor 1): 8 pages
+        m.free_pages(p, 0)
+    c = m.counters()
+    assert c["pcp_drains"] == drains + 2 and c["nr_pcp_pages"] == 4
+    assert sum(on_pcp(p) for p in unm[:6]) == 4  # movable list emptied (6), then 2 unmovable from its tail
+    assert m.check() == []
