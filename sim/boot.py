@@ -46,6 +46,13 @@ def __free_pages_memory(s, starts, ends):
 NORMAL_ZONE_START_PFN = 4 << 18  # ZONE_NORMAL starts at 4 GiB on x86-64
 
 
+def thp_zones(ram) -> int:
+    """Populated zones up to ZONE_NORMAL: DMA (below 16 MiB), DMA32 (below 4 GiB), NORMAL."""
+    end = ram[-1][1] if ram else 0
+    return sum(any(a < hi and b > lo for a, b in ram) for lo, hi in ((0, 4096), (4096, NORMAL_ZONE_START_PFN),
+                                                                     (NORMAL_ZONE_START_PFN, max(end, 1))))
+
+
 def zone_batchsize(managed_pages: int) -> int:
     """zone_batchsize: ~0.1 % of the zone or 1 MB, whichever is smaller, a quarter of it, made
     2^n - 1 (63 from 1 GiB up)."""
@@ -76,7 +83,8 @@ def boot(mc: MachineConfig, seed: int = 0) -> State:
     free = np.array(subtract_ranges(ram, reserved + [initrd]), np.int64).reshape(-1, 2)
     starts, ends = free[:, 0].copy(), free[:, 1].copy()
     managed = int((ends - starts).sum()) + initrd[1] - initrd[0]
-    min_kb, wmin, wlow, whigh = watermarks(managed, mc.min_free_kbytes, mc.watermark_scale_factor)
+    min_kb, wmin, wlow, whigh = watermarks(managed, mc.min_free_kbytes, mc.watermark_scale_factor,
+                                           thp_zones(ram) if mc.transparent_hugepage else 0)
     par = s.par
     par[P_NR_PAGES] = span
     par[P_RAM_PAGES] = sum(b - a for a, b in ram)

@@ -64,7 +64,10 @@ class MachineConfig:
     kernel_phys_start_mib: int = field(default=16, metadata=rng(0, 1 << 24))  # CONFIG_PHYSICAL_START
     kernel_image_mib: int = field(default=32, metadata=rng(0, 4096))
     memmap: bool = True  # reserve struct page (64 B per 4K page) at the top of RAM
-    min_free_kbytes: int = field(default=0, metadata=rng(0, 1 << 30))  # 0: int_sqrt(16 * lowmem_kB)
+    min_free_kbytes: int = field(default=0, metadata=rng(0, 1 << 30))  # 0: int_sqrt(16 * lowmem_kB), THP's if larger
+    # THP on (Debian's madvise): khugepaged raises min_free_kbytes to 2 + 9 pageblocks per zone
+    # (set_recommended_min_free_kbytes: 45056 kB with DMA + DMA32, 67584 kB with NORMAL too)
+    transparent_hugepage: bool = True
     watermark_scale_factor: int = field(default=10, metadata=rng(1, 3000))
     alloc_nofragment: bool = True  # ALLOC_NOFRAGMENT first pass; the kernel's only with RAM above 4 GiB (ZONE_NORMAL)
     # a machine saved by sim.save_machine after some uptime: the run continues it (same machine,

@@ -370,21 +370,19 @@ def prep_new_page(s, pfn, order, mt):
 
 
 @njit_inline
-def watermark_passes(s, order, mt, cpu, alloc_flags):
-    """get_page_from_freelist's zone_watermark_ok for alloc_flags; order-0 pages already on this
-    CPU's list are handed out regardless."""
+def watermark_passes(s, order, alloc_flags):
+    """get_page_from_freelist's zone_watermark_fast for alloc_flags, before rmqueue: also for
+    order-0 pages already on this CPU's list (the zone's free pages do not count those)."""
     if alloc_flags == ALLOC_NO_WATERMARKS:
         return True
     mark = s.par[P_WMARK_LOW] if alloc_flags == ALLOC_WMARK_LOW else s.par[P_WMARK_MIN]
-    if zone_watermark_ok(s, order, mark):
-        return True
-    return order == 0 and s.par[P_PCP_ON] != 0 and mt < s.pcp_head.shape[1] and s.pcp_head[cpu, mt] != NIL
+    return zone_watermark_ok(s, order, mark)
 
 
 @njit_inline
 def get_page_from_freelist(s, order, mt, cpu, alloc_flags):
     """get_page_from_freelist for one zone: watermark check, then rmqueue."""
-    if not watermark_passes(s, order, mt, cpu, alloc_flags):
+    if not watermark_passes(s, order, alloc_flags):
         return NO_PAGE
     pfn = rmqueue(s, order, mt, cpu)
     if pfn >= 0:
@@ -403,7 +401,7 @@ def alloc_pgtable_noremap(s, alloc_flags):
             if s.ctr[C_NR_PCP] == 0:
                 break
             drain_all_pages(s)
-        if watermark_passes(s, 0, MIGRATE_UNMOVABLE, cpu, alloc_flags):
+        if watermark_passes(s, 0, alloc_flags):
             pfn = rmqueue_noremap(s, 0, MIGRATE_UNMOVABLE, cpu)
             if pfn >= 0:
                 prep_new_page(s, pfn, 0, MIGRATE_UNMOVABLE)

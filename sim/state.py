@@ -71,13 +71,24 @@ def int_sqrt(x: int) -> int:
     return math.isqrt(int(x))
 
 
-def watermarks(managed_pages: int, min_free_kbytes: int = 0, watermark_scale_factor: int = 10):
-    """min_free_kbytes (mm/page_alloc.c calculate_min_free_kbytes) and the zone
-    watermarks (__setup_per_zone_wmarks) for one zone of `managed_pages`.
+def recommended_min_free_kbytes(managed_pages: int, thp_zones: int) -> int:
+    """khugepaged's set_recommended_min_free_kbytes (THP enabled: always or madvise): two free
+    pageblocks per zone, plus MIGRATE_PCPTYPES^2 per zone for fallbacks, at most 5 % of lowmem."""
+    if thp_zones <= 0:
+        return 0
+    pages = PAGEBLOCK_NR_PAGES * thp_zones * (2 + MIGRATE_PCPTYPES * MIGRATE_PCPTYPES)
+    return min(pages, managed_pages // 20) * 4
+
+
+def watermarks(managed_pages: int, min_free_kbytes: int = 0, watermark_scale_factor: int = 10, thp_zones: int = 0):
+    """min_free_kbytes (mm/page_alloc.c calculate_min_free_kbytes, raised by khugepaged's
+    recommendation for `thp_zones` populated zones when THP is on) and the zone watermarks
+    (__setup_per_zone_wmarks) for one zone of `managed_pages`.
     Returns (min_free_kbytes, wmark_min, wmark_low, wmark_high) in pages / kB."""
     if min_free_kbytes <= 0:
         lowmem_kbytes = managed_pages * 4
         min_free_kbytes = min(max(int_sqrt(lowmem_kbytes * 16), 128), 262144)
+        min_free_kbytes = max(min_free_kbytes, recommended_min_free_kbytes(managed_pages, thp_zones))
     pages_min = min_free_kbytes >> 2  # >> (PAGE_SHIFT - 10)
     wmin = pages_min  # one zone: pages_min * managed / lowmem_pages
     tmp = max(wmin >> 2, managed_pages * watermark_scale_factor // 10000)

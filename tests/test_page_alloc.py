@@ -32,7 +32,7 @@ def test_min_free_kbytes_clamped():
 
 
 def test_watermarks_of_a_machine():
-    m = Machine(MachineConfig(mem_mib=16384, kernel_image_mib=0, memmap=False))
+    m = Machine(MachineConfig(mem_mib=16384, kernel_image_mib=0, memmap=False, transparent_hugepage=False))
     c = m.counters()
     managed = 16384 * 256
     assert c["managed_pages"] == managed == c["nr_free_pages"]
@@ -40,6 +40,14 @@ def test_watermarks_of_a_machine():
     wmin = 16384 // 4
     tmp = max(wmin // 4, managed * 10 // 10000)  # watermark_scale_factor = 10
     assert (c["wmark_min"], c["wmark_low"], c["wmark_high"]) == (wmin, wmin + tmp, wmin + 2 * tmp)
+
+
+@pytest.mark.parametrize("mem_mib,kb", [(2048, 45056), (16384, 67584), (64, 3276)])
+def test_thp_raises_min_free_kbytes(mem_mib, kb):
+    """set_recommended_min_free_kbytes: (2 + 3 * 3) pageblocks per populated zone up to NORMAL
+    (DMA + DMA32 below 4 GiB, + NORMAL above), at most 5 % of lowmem; the 2 GiB guest's 45056 kB."""
+    c = Machine(MachineConfig(mem_mib=mem_mib, kernel_image_mib=0, memmap=False)).counters()
+    assert c["min_free_kbytes"] == kb
 
 
 def test_boot_free_lists_are_max_order_blocks_in_ascending_order():
