@@ -51,23 +51,23 @@ from .jit import njit, njit_inline
 from .layout import (
     C_COMPACT_DAEMON_WAKE, C_COMPACT_FAIL, C_COMPACT_FREE_SCANNED, C_COMPACT_ISOLATED, C_COMPACT_MIGRATE_SCANNED,
     C_COMPACT_STALL, C_COMPACT_SUCCESS, C_NR_FREE, C_PGMIGRATE_FAIL, C_PGMIGRATE_SUCCESS, NO_PAGE,
-    P_COMPACT_PROACTIVENESS, P_COMPACTION, P_EXTFRAG_THRESHOLD, P_NR_PAGES, P_WMARK_MIN,
+    P_COMPACT_PROACTIVENESS, P_COMPACTION, P_EXTFRAG_THRESHOLD, P_NR_PAGES, P_WMARK_LOW, P_WMARK_MIN,
     V_COMPACT_CONSIDERED, V_COMPACT_DEFER_SHIFT, V_COMPACT_FREE_CURSOR, V_COMPACT_FREE_PB,
     V_COMPACT_FREE_PB_FROM_END, V_COMPACT_MIGRATE_PFN, V_COMPACT_ORDER_FAILED, V_MIG_LOG_N, V_MIG_LOG_ON,
     V_PROACTIVE_NEXT_US, NIL,
 )
-from .page_alloc import ALLOC_WMARK_MIN, __free_one_page, find_suitable_fallback, get_page_from_freelist_call
+from .page_alloc import (
+    ALLOC_WMARK_MIN, __free_one_page, find_suitable_fallback, get_page_from_freelist_call, zone_watermark_ok,
+)
 from .pollution import set_block_head, set_head_flags
 
 # compact_result (include/linux/compaction.h), the ones the model returns
-COMPACT_NOT_SUITABLE_ZONE = 0
 COMPACT_SKIPPED = 1
 COMPACT_DEFERRED = 2
 COMPACT_CONTINUE = 4
 COMPACT_COMPLETE = 5
 COMPACT_SUCCESS = 8
-COMPACT_RESULT_NAMES = {0: "not_suitable_zone", 1: "skipped", 2: "deferred", 4: "continue", 5: "complete",
-                        8: "success"}
+COMPACT_RESULT_NAMES = {1: "skipped", 2: "deferred", 4: "continue", 5: "complete", 8: "success"}
 
 # modes: direct compaction's first priority, kcompactd / the step API, proactive (order -1)
 MODE_ASYNC = 0  # COMPACT_PRIO_ASYNC (MIGRATE_ASYNC, direct)
@@ -180,19 +180,22 @@ def compact_finished_order(s, order, mt):
 
 @njit
 def compaction_suitable(s, order, mt):
-    """compaction_suit_allocation_order + compaction_suitable: COMPACT_SUCCESS if the
-    allocation would succeed now, COMPACT_SKIPPED below the order-0 watermark + compact_gap,
-    COMPACT_NOT_SUITABLE_ZONE when a costly order fails for lack of memory
-    (fragmentation_index <= extfrag_threshold), else COMPACT_CONTINUE."""
+    """compaction_suitable (6.1): COMPACT_SUCCESS if the allocation would succeed now at the
+    min watermark (zone_watermark_ok: a free block of >= order on any list), COMPACT_SKIPPED
+    when free pages are not above the order-0 mark + compact_gap (the low mark for costly
+    orders) or when a costly order fails for lack of memory rather than fragmentation
+    (fragmentation_index <= extfrag_threshold: COMPACT_NOT_SUITABLE_ZONE in the tracepoint,
+    returned as COMPACT_SKIPPED), else COMPACT_CONTINUE."""
     wmark = s.par[P_WMARK_MIN]
-    if s.ctr[C_NR_FREE] - ((1 << order) - 1) > wmark and compact_finished_order(s, order, mt):
+    if zone_watermark_ok(s, order, wmark):
         return COMPACT_SUCCESS
-    if s.ctr[C_NR_FREE] <= wmark + (2 << order):  # compact_gap(order)
+    gap_mark = s.par[P_WMARK_LOW] if order > PAGE_ALLOC_COSTLY_ORDER else wmark
+    if s.ctr[C_NR_FREE] <= gap_mark + (2 << order):  # compact_gap(order)
         return COMPACT_SKIPPED
     if order > PAGE_ALLOC_COSTLY_ORDER:
         fi = fragmentation_index(s, order)
         if 0 <= fi <= s.par[P_EXTFRAG_THRESHOLD]:
-            return COMPACT_NOT_SUITABLE_ZONE
+            return COMPACT_SKIPPED
     return COMPACT_CONTINUE
 
 
@@ -307,8 +310,9 @@ def compaction_alloc(s, order, cc_order, mblock):
 @njit
 def isolate_migratepages_block(s, mblock, cc_order):
     """isolate_migratepages_block + migrate_pages over one pageblock: every allocated,
-    movable, uncached block below pageblock_order whose pages are PAGE_KERNEL moves to a
-    target from the free scanner. Returns False when the free scanner met this pageblock."""
+    movable, uncached block below the request's order (skip_isolation_on_order: a larger one
+    would not help) and below pageblock_order, whose pages are PAGE_KERNEL, moves to a target
+    from the free scanner. Returns False when the free scanner met this pageblock."""
     pfn = mblock << PAGEBLOCK_ORDER
     end = pfn + PAGEBLOCK_NR_PAGES
     scanned = 0
@@ -319,7 +323,7 @@ def isolate_migratepages_block(s, mblock, cc_order):
         if f & (PG_ALLOC | PG_BUDDY):
             o = np.int64(s.pg_order[pfn])
             if (f & (PG_ALLOC | PG_CACHE)) == PG_ALLOC and s.pg_mt[pfn] == MIGRATE_MOVABLE \
-                    and o < PAGEBLOCK_ORDER:
+                    and o < min(cc_order, PAGEBLOCK_ORDER):
                 if not pages_have_prot(s, pfn, 1 << o, PAGE_KERNEL):
                     s.ctr[C_PGMIGRATE_FAIL] += 1 << o  # a set_memory_* target: not migratable
                 else:
@@ -399,7 +403,7 @@ def __alloc_pages_direct_compact(s, order, mt, cpu, mode):
     if s.par[P_COMPACTION] == 0 or order <= PAGE_ALLOC_COSTLY_ORDER:
         return NO_PAGE
     status = try_to_compact_pages(s, order, mt, mode)
-    if status == COMPACT_SKIPPED or status == COMPACT_NOT_SUITABLE_ZONE:
+    if status == COMPACT_SKIPPED:
         return NO_PAGE
     s.ctr[C_COMPACT_STALL] += 1
     pfn = get_page_from_freelist_call(s, order, mt, cpu, ALLOC_WMARK_MIN)
@@ -419,7 +423,7 @@ def direct_compact_for_block(s, order, mt, mode):
     if s.par[P_COMPACTION] == 0:
         return False
     status = try_to_compact_pages(s, order, mt, mode)
-    if status == COMPACT_SKIPPED or status == COMPACT_NOT_SUITABLE_ZONE:
+    if status == COMPACT_SKIPPED:
         return False
     s.ctr[C_COMPACT_STALL] += 1
     if compact_finished_order(s, order, mt):

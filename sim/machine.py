@@ -138,7 +138,7 @@ class Machine:
         """One compact_zone for this order (MIGRATE_SYNC_LIGHT, as kcompactd), with its
         suitability checks and deferral update (a run that ends with the scanners meeting
         defers the order). Returns the moves {old pfn: new pfn}; `compact_result` names the
-        result (success, complete, skipped, not_suitable_zone)."""
+        result (success, complete, skipped: compaction_suitable said no)."""
         order = _int("order", order, 0, MAX_PAGE_ORDER)
         mt = _migratetype(migratetype)
         s = self.state

@@ -230,3 +230,27 @@ def test_compaction_off_is_the_model_without_compaction():
     on = sim.simulate(sim.load_config(over)).counters
     assert on["thp_fault_alloc"] + on["thp_fault_fallback"] == off["thp_fault_alloc"] + off["thp_fault_fallback"] > 0
     assert 0 <= on["fragmentation_score"] <= 100
+
+
+def test_compaction_skips_blocks_as_large_as_the_request_and_low_mark_for_costly_orders():
+    """skip_isolation_on_order: a movable block of >= the requested order is not migrated;
+    compaction_suitable: a costly order needs the low watermark + compact_gap free (6.1)."""
+    m = Machine(MachineConfig(**SMALL))
+    big = []
+    while (p := m.alloc_pages(6, "movable")) is not None and len(big) < 256:
+        big.append(p)
+    small = fill_movable(m)
+    for p in small[::2]:
+        m.free_pages(p, 0)
+    moves = m.compact(6)
+    assert moves, m.compact_result
+    assert set(moves) <= set(small[1::2])  # only order-0 pages moved, no order-6 block
+    c = m.counters()
+    low = c["wmark_low"]
+    m2 = Machine(MachineConfig(**SMALL))
+    pfns = fill_movable(m2)
+    keep = low + (2 << 9) - m2.counters()["nr_free_pages"]  # free pages end exactly at low + gap
+    for p in pfns[::2][:keep]:
+        m2.free_pages(p, 0)
+    assert m2.counters()["nr_free_pages"] == low + (2 << 9)
+    assert m2.compact(9) == {} and m2.compact_result == "skipped"
