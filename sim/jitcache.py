@@ -231,4 +231,4 @@ def step_api_entries(run) -> list:
     return [(m.alloc_pages_noreclaim, (s, i, i, i, i)), (m.free_pages, (s, i, i, i)),
             (m.policy_free, (s, i, i)), (m.change_page_attr, (s, i, i, i, i, b)),
             (m.set_memory, (s, i, i, i, i, b, b)), (m.flush_tlb_kernel_range, (s, i)),
-            (m.drain_all_pages, (s,)), (m.policy_shrink, (s, i))]
+            (m.drain_all_pages, (s,)), (m.policy_shrink, (s, i)), (m.alloc_pages_direct_compact, (s, i, i, i, i))]

@@ -12,13 +12,14 @@ import numpy as np
 
 from .boot import boot
 from .compaction import (
-    COMPACT_COMPLETE, COMPACT_RESULT_NAMES, COMPACT_SUCCESS, MODE_SYNC, compact_zone, compaction_deferred,
+    COMPACT_COMPLETE, COMPACT_RESULT_NAMES, COMPACT_SUCCESS, MODE_ASYNC, MODE_SYNC, compact_zone, compaction_deferred,
     compaction_defer_reset, defer_compaction, fragmentation_score_zone,
 )
+from .compaction import __alloc_pages_direct_compact as alloc_pages_direct_compact
 from .config import MachineConfig, PolicyConfig, validate_policy
 from .constants import (
     MAP_LEAF, MAP_TABLE, PTRS_PER_PMD,
-    BPF_PROG_PACK_SIZE, MAX_PAGE_ORDER, MIGRATETYPE_NAMES, MIGRATETYPES, MIGRATE_PCPTYPES,
+    BPF_PROG_PACK_SIZE, MAX_PAGE_ORDER, MIGRATETYPE_NAMES, MIGRATETYPES, MIGRATE_PCPTYPES, PAGE_ALLOC_COSTLY_ORDER,
     PG_ALLOC, PROT_NX, PROT_PRESENT, PROT_RW,
 )
 from .freetype import freetype_state
@@ -101,6 +102,12 @@ class Machine:
             if pfn != NOT_SERVED:
                 return pfn
         pfn = int(alloc_pages_noreclaim(s, int(order), mt, self.cpu, ALLOC_WMARK_LOW))
+        if pfn < 0 and order > PAGE_ALLOC_COSTLY_ORDER:
+            # __alloc_pages_slowpath: direct compaction (COMPACT_PRIO_ASYNC) for costly orders, as
+            # the event loop's; moves tracked (owner_pfn). No reclaim: the step API owns no
+            # reclaimable memory for kswapd to free.
+            pfn = int(self._logging_moves(
+                lambda log: alloc_pages_direct_compact(log, int(order), mt, self.cpu, MODE_ASYNC)))
         if pfn < 0:
             alloc_failed(s, int(order))
             return None

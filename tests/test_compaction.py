@@ -254,3 +254,26 @@ def test_compaction_skips_blocks_as_large_as_the_request_and_low_mark_for_costly
         m2.free_pages(p, 0)
     assert m2.counters()["nr_free_pages"] == low + (2 << 9)
     assert m2.compact(9) == {} and m2.compact_result == "skipped"
+
+
+def test_a_costly_allocation_direct_compacts():
+    """__alloc_pages_slowpath: a costly order that finds no free block compacts (async), then
+    takes the block compaction made; compact_stall / compact_success count it, the moved
+    pages' owners follow (owner_pfn)."""
+    m = Machine(MachineConfig(**SMALL))
+    pfns = fill_movable(m)
+    for p in pfns[::2]:
+        m.free_pages(p, 0)
+    assert m.free_2m_blocks() == 0 and m.counters()["compact_stall"] == 0
+    pfn = m.alloc_pages(9, "movable")
+    c = m.counters()
+    assert pfn is not None and pfn % 512 == 0
+    assert c["compact_stall"] == 1 and c["compact_success"] == 1 and c["pgmigrate_success"] > 0
+    moved = [p for p in pfns[1::2] if m.owner_pfn(p) != p]
+    assert moved and all(m.state.pg_flags[m.owner_pfn(p)] & PG_ALLOC for p in moved)
+    assert m.check() == []
+    off = Machine(MachineConfig(**SMALL, compaction=False))
+    pfns = fill_movable(off)
+    for p in pfns[::2]:
+        off.free_pages(p, 0)
+    assert off.alloc_pages(9, "movable") is None and off.counters()["compact_stall"] == 0
