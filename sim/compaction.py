@@ -65,9 +65,11 @@ from .pollution import set_block_head, set_head_flags
 COMPACT_SKIPPED = 1
 COMPACT_DEFERRED = 2
 COMPACT_CONTINUE = 4
-COMPACT_COMPLETE = 5
+COMPACT_COMPLETE = 5  # the scanners met in a run that started at the zone start
+COMPACT_PARTIAL_SKIPPED = 6  # the scanners met in a run that resumed from cached positions
 COMPACT_SUCCESS = 8
-COMPACT_RESULT_NAMES = {1: "skipped", 2: "deferred", 4: "continue", 5: "complete", 8: "success"}
+COMPACT_RESULT_NAMES = {1: "skipped", 2: "deferred", 4: "continue", 5: "complete", 6: "partial_skipped",
+                        8: "success"}
 
 # modes: direct compaction's first priority, kcompactd / the step API, proactive (order -1)
 MODE_ASYNC = 0  # COMPACT_PRIO_ASYNC (MIGRATE_ASYNC, direct)
@@ -349,6 +351,7 @@ def compact_zone(s, order, mt, mode):
             return ret
     nr_pb = s.par[P_NR_PAGES] >> PAGEBLOCK_ORDER
     mblock = s.var[V_COMPACT_MIGRATE_PFN] >> PAGEBLOCK_ORDER
+    whole_zone = mblock == 0 or mode == MODE_PROACTIVE  # cc->whole_zone
     s.var[V_COMPACT_FREE_PB] = nr_pb - 1 - s.var[V_COMPACT_FREE_PB_FROM_END]
     s.var[V_COMPACT_FREE_CURSOR] = -1
     cc_order = order if order > 0 else PAGEBLOCK_ORDER
@@ -373,6 +376,8 @@ def compact_zone(s, order, mt, mode):
     if ret == COMPACT_COMPLETE:  # scanners met: start over next time (reset_cached_positions)
         s.var[V_COMPACT_MIGRATE_PFN] = 0
         s.var[V_COMPACT_FREE_PB_FROM_END] = 0
+        if not whole_zone:  # __compact_finished
+            ret = COMPACT_PARTIAL_SKIPPED
     else:
         s.var[V_COMPACT_MIGRATE_PFN] = mblock << PAGEBLOCK_ORDER
         s.var[V_COMPACT_FREE_PB_FROM_END] = nr_pb - 1 - s.var[V_COMPACT_FREE_PB]
@@ -387,7 +392,7 @@ def try_to_compact_pages(s, order, mt, mode):
     status = compact_zone(s, order, mt, mode)
     if status == COMPACT_SUCCESS:
         compaction_defer_reset(s, order, False)
-    elif status == COMPACT_COMPLETE:
+    elif status == COMPACT_COMPLETE or status == COMPACT_PARTIAL_SKIPPED:
         defer_compaction(s, order)
     return status
 

@@ -12,8 +12,8 @@ import numpy as np
 
 from .boot import boot
 from .compaction import (
-    COMPACT_COMPLETE, COMPACT_RESULT_NAMES, COMPACT_SUCCESS, MODE_ASYNC, MODE_SYNC, compact_zone, compaction_deferred,
-    compaction_defer_reset, defer_compaction, fragmentation_score_zone,
+    COMPACT_COMPLETE, COMPACT_PARTIAL_SKIPPED, COMPACT_RESULT_NAMES, COMPACT_SUCCESS, MODE_ASYNC, MODE_SYNC,
+    compact_zone, compaction_deferred, compaction_defer_reset, defer_compaction, fragmentation_score_zone,
 )
 from .compaction import __alloc_pages_direct_compact as alloc_pages_direct_compact
 from .config import MachineConfig, PolicyConfig, validate_policy
@@ -145,7 +145,8 @@ class Machine:
         """One compact_zone for this order (MIGRATE_SYNC_LIGHT, as kcompactd), with its
         suitability checks and deferral update (a run that ends with the scanners meeting
         defers the order). Returns the moves {old pfn: new pfn}; `compact_result` names the
-        result (success, complete, skipped: compaction_suitable said no)."""
+        result: success, complete (the scanners met in a run from the zone start), partial_skipped
+        (they met in a run that resumed where the last one stopped), skipped (compaction_suitable)."""
         order = _int("order", order, 0, MAX_PAGE_ORDER)
         mt = _migratetype(migratetype)
         s = self.state
@@ -153,7 +154,7 @@ class Machine:
         ret = int(self._logging_moves(lambda log: compact_zone(log, int(order), mt, MODE_SYNC)))
         if ret == COMPACT_SUCCESS:
             compaction_defer_reset(s, int(order), False)
-        elif ret == COMPACT_COMPLETE:
+        elif ret == COMPACT_COMPLETE or ret == COMPACT_PARTIAL_SKIPPED:
             defer_compaction(s, int(order))
         self.compact_result = COMPACT_RESULT_NAMES[ret]
         return self._last_moves

@@ -277,3 +277,28 @@ def test_a_costly_allocation_direct_compacts():
     for p in pfns[::2]:
         off.free_pages(p, 0)
     assert off.alloc_pages(9, "movable") is None and off.counters()["compact_stall"] == 0
+
+
+def test_scanners_meeting_after_a_resumed_run_is_partial_skipped():
+    """__compact_finished: the scanners meeting ends a run COMPACT_COMPLETE when it started at
+    the zone start (whole_zone), else COMPACT_PARTIAL_SKIPPED; both defer the order."""
+    m = Machine(MachineConfig(**SMALL))
+    pfns = fill_movable(m)
+    for p in pfns[::2]:
+        m.free_pages(p, 0)
+    pinned = set()
+    for p in pfns[1::2]:  # the lower half's pageblocks each keep one page that cannot move
+        if p < 64 * 512 and p // 512 not in pinned:
+            m.set_memory_ro(p, 1)
+            pinned.add(p // 512)
+    results = []
+    while len(results) < 80:
+        m.compact(9)
+        results.append(m.compact_result)
+        if m.compact_result != "success":
+            break
+        assert m.alloc_pages(9, "movable") is not None  # take the block; the next run resumes
+    assert results[0] == "success" and results[-1] == "partial_skipped", results
+    assert m.compact_defer_shift == 1
+    m.compact(9)  # the cached positions were reset: a run over the whole zone
+    assert m.compact_result == "complete" and m.compact_defer_shift == 2
