@@ -350,7 +350,6 @@ class Tracker:
 
         now = int(time.time() * 1000)
         won, decisions, reaped = {}, {}, 0
-        loc = self.artifact_location.rstrip("/")
         eid = int(self.experiment_id)
         with self.store.ManagedSessionMaker(read_only=False) as s:
             self._lock_experiment(s)
@@ -372,7 +371,7 @@ class Tracker:
                 won[j.hash] = rid
                 t = self._claim_tags(parent_id, sweep_id, j, attempt)
                 runs.append((rid, t["mlflow.runName"], "LOCAL", "", "", self.user, "RUNNING", now, None, None, "",
-                             "active", f"{loc}/{rid}/artifacts", eid))
+                             "active", self._artifact_uri(rid), eid))
                 tags += [(k, v, rid) for k, v in t.items()]
             if dead:
                 self._sql_delete_runs(s, dead, kill=True)
@@ -603,7 +602,6 @@ class Tracker:
         now = int(time.time() * 1000)
         runs, tags, params, metrics, latest, ids, updates, written = [], [], [], [], [], [], [], []
         root = _file_path(self.artifact_location)
-        loc = self.artifact_location.rstrip("/")
         eid = int(self.experiment_id)
         for job, res in items:
             rid = claims.get(job.hash) or uuid.uuid4().hex
@@ -616,7 +614,7 @@ class Tracker:
                 updates.append({"s": status, "t0": start, "t1": now, "n": t["mlflow.runName"], "r": rid})
             else:
                 runs.append((rid, t["mlflow.runName"], "LOCAL", "", "", self.user, status,
-                             start, now, None, "", "active", f"{loc}/{rid}/artifacts", eid))
+                             start, now, None, "", "active", self._artifact_uri(rid), eid))
             tags += [(k, v, rid) for k, v in t.items()]
             params += [(k, v, rid) for k, v in self._params(job)]
             last = {}
@@ -703,6 +701,10 @@ class Tracker:
         else:
             session.execute(table.insert(), [dict(zip(cols, r)) for r in rows])
 
+    def _artifact_uri(self, run_id: str) -> str:
+        """A run's artifact URI, as MLflow makes it: <experiment artifact location>/<run id>/artifacts."""
+        return f"{self.artifact_location.rstrip('/')}/{run_id}/artifacts"
+
     def _log_artifacts_client(self, run_id: str, arts: dict[str, bytes], artifact_uri: str = "") -> None:
         """One upload per file to the run's artifact URI (known here: the writer set it), through
         the artifact repository of its scheme. MlflowClient.log_artifacts would first fetch the
@@ -710,7 +712,7 @@ class Tracker:
         tracking server, as much server and database work per run as the upload itself."""
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-        uri = artifact_uri or f"{self.artifact_location.rstrip('/')}/{run_id}/artifacts"
+        uri = artifact_uri or self._artifact_uri(run_id)
         repo = get_artifact_repository(uri, tracking_uri=self.artifact_client.tracking_uri)
         with tempfile.TemporaryDirectory(prefix="dmfrag-art-") as tmp:
             for name, data in arts.items():
