@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-ESTIMATE_S = 300  # first compile on a 2-core machine (245 s quiet, ~300 s in the test suite), before one was measured here
+ESTIMATE_S = 240  # first compile on a 2-core machine (195 s quiet, more in the test suite), before one was measured here
 TINY = ["machine=small", "workload=idle", "workload.duration_s=1", "policy=none"]
 # the same run without the boot's own allocations (kernel_init: no run_boot_ops): the event loop
 NO_BOOT_OPS = TINY + ["machine.boot_kernel_kb=0", "machine.boot_initrd_kb=0", "machine.boot_pagecache_kb=0"]

@@ -13,14 +13,13 @@ import time
 from typing import Callable, Optional
 
 import numpy as np
-import polars as pl
 
 from . import checkpoint
 from .boot import boot
 from .engine import N_SAMPLE_COLS, run_events, sample_until
 from .freetype import freetype_state
 from .hydra_conf import to_sim_config
-from .layout import COUNTER_NAMES, N_COUNTERS, P_MANAGED
+from .layout import P_MANAGED
 from .metrics import counters
 from .picture import region_codes
 from .policy import policy_params, served_callers
@@ -29,14 +28,6 @@ from .result import SimResult
 from .workload import Stream
 
 CHUNK_EVENTS = 1 << 20  # events per call of the compiled loop (progress granularity)
-
-
-def timeseries_frame(samples: np.ndarray) -> pl.DataFrame:
-    cols = {"t_s": samples[:, N_COUNTERS + 1] / 1e6}
-    for name, i, scale in COUNTER_NAMES:
-        cols[name] = samples[:, i] * scale
-    cols["free_2m_blocks"] = samples[:, N_COUNTERS]
-    return pl.DataFrame(cols)
 
 
 def derived(c: dict) -> dict:
@@ -105,7 +96,7 @@ class Run:
         return SimResult(
             config=dataclasses.asdict(self.sc),  # what OmegaConf.to_container(structured(sc)) gives, 50x faster
             counters=final,
-            timeseries=timeseries_frame(self.samples[:self.k]),
+            samples=self.samples[:self.k].copy(),
             events_per_second=eps,
             wall_s=wall_s,
             directmap=region_codes(self.s),

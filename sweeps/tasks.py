@@ -83,8 +83,9 @@ def run_one(h: str, sc, opts: dict) -> dict[str, Any]:
         if ckpt:
             ckpt.unlink(missing_ok=True)  # recorded from here on; the checkpoint is no longer needed
         out["counters"] = {k: float(v) for k, v in res.counters.items()}
-        out["series"] = downsample(res.timeseries, opts.get("timeseries_steps", 50),
-                                   opts.get("timeseries_metrics", ("*",)))
+        steps = opts.get("timeseries_steps", 50)
+        if steps > 0:  # res.timeseries is built when read
+            out["series"] = downsample(res.timeseries, steps, opts.get("timeseries_metrics", ("*",)))
         if opts.get("timeseries_artifact", True):
             buf = io.BytesIO()
             res.timeseries.write_parquet(buf)

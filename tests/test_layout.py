@@ -117,3 +117,67 @@ def test_each_model_function_compiles_exactly_once():
     hits = sum(sum(d.stats.cache_hits.values()) for d in jit.MODEL_FUNCTIONS)
     if hits == 0:
         assert sum(len(d.signatures) for d in jit.MODEL_FUNCTIONS) > 20  # the run did compile the model
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="nothing is compiled under NUMBA_DISABLE_JIT")
+def test_collector_off_while_compiling_and_on_after():
+    """sim.jit turns Python's cyclic collector off for the duration of a compile (15 % of the
+    first compile was gc), and back on, as it was, afterwards; a cache load is not a compile."""
+    import gc
+
+    from numba.core import event
+
+    seen = []
+
+    class Probe(event.Listener):
+        def on_start(self, ev):
+            seen.append(("start", gc.isenabled()))
+
+        def on_end(self, ev):
+            seen.append(("end", gc.isenabled()))
+
+    probe = Probe()
+    event.register("numba:compile", probe)
+    try:
+        def callee(x):
+            return x + 1
+
+        def caller(x):
+            return inner(x) * 2
+
+        inner = numba.njit(callee)
+        f = numba.njit(caller)
+        assert gc.isenabled()
+        assert f(3) == 8
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            g = numba.njit(lambda x: x - 1)
+            assert g(3) == 2
+            assert not gc.isenabled()  # a caller that had it off keeps it off
+        finally:
+            gc.enable()
+    finally:
+        event.unregister("numba:compile", probe)
+    # caller, callee nested in it, lambda: off from each start on (sim.jit's listener runs
+    # first); at the outermost end it has already put the collector back
+    assert seen == [("start", False), ("start", False), ("end", False), ("end", True),
+                    ("start", False), ("end", False)], seen
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="nothing is compiled under NUMBA_DISABLE_JIT")
+def test_inlined_function_ir_made_once_names_distinct_per_call_site():
+    """sim.jit makes an inline="always" model function's IR once per process and gives each
+    call site a fresh identity: two inlined copies in one caller keep separate variables."""
+    ns = {}
+    exec("def twice(a, b):\n    t = a * 2\n    return t + b\n", ns)
+    fn = ns["twice"]
+    fn.__module__ = "sim._test_inline"  # a model function, as the IR cache sees it
+    twice = numba.njit(inline="always")(fn)  # as sim.jit.njit_inline, without the disk cache
+
+    @numba.njit
+    def both(x, y):
+        return twice(x, 1) - twice(y, 2)
+
+    assert both(5, 3) == (11 - 8)
+    assert both.py_func(5, 3) == 3
