@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test test-slow run sweep ui bench oracle clean
+.PHONY: install test test-services test-slow run sweep ui bench oracle clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,16 +15,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# everything but the `slow` tests (the 5,000-run load test recording every run over the MLflow
-# server's REST API, and the preset calibration: forty 64 GiB runs); `make test-slow` runs those.
-# The 5,000-run load test into the server's PostgreSQL is part of `make test`.
-# Two pytest-xdist workers: the real-services tests (one session of PostgreSQL, MLflow server and
-# a 3-node Ray cluster) run in one worker while the other runs the rest; TEST_WORKERS=0 runs
-# everything in one process.
+# the suite a developer runs (under 15 min on 2 cores): everything but the real-service tests
+# and the `slow` ones. Two pytest-xdist workers; TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not services and not browser" -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
+# the real-service tests, which CI runs after `make test`: markers `services` (one session of
+# PostgreSQL, an MLflow server and a 3-node Ray cluster, in one worker: kills mid-sweep, loopback
+# only, the 5,000-run load test into PostgreSQL) and `browser` (the MLflow UI in headless
+# Chromium, in the other worker)
+test-services: $(STAMP)
+	$(BIN)/python -m pytest -m "(services or browser) and not slow" -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
+
+# the `slow` tests: the 5,000-run load test recording every run over the MLflow server's REST
+# API, and the preset calibration (forty 64 GiB runs)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -s $(PYTEST_ARGS)
 

@@ -8,7 +8,7 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """The real-services tests first: under pytest-xdist (`make test`) their group is the
+    """The real-services tests first: under pytest-xdist (`make test-services`) their group is the
     longest chain and runs in one worker from the start while the other worker runs the rest.
     A stable reorder, the same in every worker (xdist checks that).
     Under `--dist loadgroup`, each test of an `xdist_group` must carry its group in its node id
