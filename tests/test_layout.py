@@ -169,6 +169,15 @@ def test_collector_off_while_compiling_and_on_after():
 def test_inlined_function_ir_made_once_names_distinct_per_call_site():
     """sim.jit makes an inline="always" model function's IR once per process and gives each
     call site a fresh identity: two inlined copies in one caller keep separate variables."""
+    from numba.core.untyped_passes import ExtractByteCode
+
+    built = []
+    orig = ExtractByteCode.run_pass
+
+    def counting(self, state):
+        built.append(state.func_id.func_name)
+        return orig(self, state)
+
     ns = {}
     exec("def twice(a, b):\n    t = a * 2\n    return t + b\n", ns)
     fn = ns["twice"]
@@ -179,5 +188,10 @@ def test_inlined_function_ir_made_once_names_distinct_per_call_site():
     def both(x, y):
         return twice(x, 1) - twice(y, 2)
 
-    assert both(5, 3) == (11 - 8)
+    ExtractByteCode.run_pass = counting
+    try:
+        assert both(5, 3) == (11 - 8)
+    finally:
+        ExtractByteCode.run_pass = orig
     assert both.py_func(5, 3) == 3
+    assert built.count("twice") == 1, built  # two call sites, its IR made once (numba: twice)
