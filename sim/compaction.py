@@ -385,15 +385,22 @@ def compact_zone(s, order, mt, mode):
 
 
 @njit
+def update_deferral(s, order, status):
+    """try_to_compact_pages after compact_zone: a success resets the order's deferral, the
+    scanners meeting (COMPACT_COMPLETE, COMPACT_PARTIAL_SKIPPED) defer it."""
+    if status == COMPACT_SUCCESS:
+        compaction_defer_reset(s, order, False)
+    elif status == COMPACT_COMPLETE or status == COMPACT_PARTIAL_SKIPPED:
+        defer_compaction(s, order)
+
+
+@njit
 def try_to_compact_pages(s, order, mt, mode):
     """try_to_compact_pages for the one zone: deferral, compact_zone, deferral update."""
     if compaction_deferred(s, order):
         return COMPACT_DEFERRED
     status = compact_zone(s, order, mt, mode)
-    if status == COMPACT_SUCCESS:
-        compaction_defer_reset(s, order, False)
-    elif status == COMPACT_COMPLETE or status == COMPACT_PARTIAL_SKIPPED:
-        defer_compaction(s, order)
+    update_deferral(s, order, status)
     return status
 
 

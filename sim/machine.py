@@ -12,8 +12,8 @@ import numpy as np
 
 from .boot import boot
 from .compaction import (
-    COMPACT_COMPLETE, COMPACT_PARTIAL_SKIPPED, COMPACT_RESULT_NAMES, COMPACT_SUCCESS, MODE_ASYNC, MODE_SYNC,
-    compact_zone, compaction_deferred, compaction_defer_reset, defer_compaction, fragmentation_score_zone,
+    COMPACT_RESULT_NAMES, MODE_ASYNC, MODE_SYNC, compact_zone, compaction_deferred, fragmentation_score_zone,
+    update_deferral,
 )
 from .compaction import __alloc_pages_direct_compact as alloc_pages_direct_compact
 from .config import MachineConfig, PolicyConfig, validate_policy
@@ -152,10 +152,7 @@ class Machine:
         s = self.state
         s.var[V_CPU] = self.cpu
         ret = int(self._logging_moves(lambda log: compact_zone(log, int(order), mt, MODE_SYNC)))
-        if ret == COMPACT_SUCCESS:
-            compaction_defer_reset(s, int(order), False)
-        elif ret == COMPACT_COMPLETE or ret == COMPACT_PARTIAL_SKIPPED:
-            defer_compaction(s, int(order))
+        update_deferral(s, int(order), ret)
         self.compact_result = COMPACT_RESULT_NAMES[ret]
         return self._last_moves
 
