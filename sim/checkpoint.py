@@ -18,7 +18,8 @@ import numpy as np
 
 from .config import ConfigError
 
-VERSION = 3  # 2: 16-byte page records (pg_owner, compaction); 3: settings max_pfn_mapped, direct_gbpages
+VERSION = 4  # 2: 16-byte page records (pg_owner, compaction); 3: settings max_pfn_mapped, direct_gbpages;
+# 4: the stream's burst_k (a caller's at_s burst and Poisson arrivals are two sources)
 # keys that may differ between a saved machine and the run continuing it
 CONTINUE_FREE = {"policy", "workload.duration_s", "machine.snapshot"}
 POLICY_STATE = ("pack_pfn", "pack_list", "pack_used", "pack_bits", "var")  # kept from the new policy's set-up

@@ -304,6 +304,8 @@ A_NOT_YET = -3  # the allocation event has not been reached
 # find_suitable_fallback
 FALLBACK_NONE = -1  # no fallback list has a block of this order
 FALLBACK_TOO_SMALL = -2  # too small to claim a pageblock: stop looking
+# workload.admit_arrivals: done, or the reserve it ran out of (the stream grows it, calls again)
+ADMITTED, NEED_OUT, NEED_SLOTS, NEED_CHUNKS, NEED_RQ = range(5)
 # change_page_attr
 CPA_OK = 0
 CPA_ENOMEM = -12

@@ -9,9 +9,11 @@ state (arrival rate = population / mean lifetime).
 Memory is the live objects plus one window, whatever the simulated uptime:
 
 * Each caller's k-th object draws its order, allocations, size, lifetime and CPU from
-  counter-based random numbers keyed by (seed, caller, k) (keyed.py). Arrivals are the
-  fill phase (t in [-1, 0): the objects alive at boot, in boot order), `initial` objects at
-  `at_s`, then a Poisson process: object k arrives one exponential gap after object k-1.
+  counter-based random numbers keyed by (seed, caller, k) (keyed.py). A caller's objects
+  k < n0 arrive in the fill phase (t in [-1, 0): the objects alive at boot, in boot order)
+  or, with `at_s`, all at at_s; objects k >= n0 in a Poisson process from t = 0 (object k
+  one exponential gap after object k - 1). The callers' sources are merged by time as they
+  are admitted (admit_arrivals), one pass per window.
 * Window w holds the events whose time t has `window_index(t) == w` (w = -1: the fill
   phase; then [w W, (w + 1) W)). Within a window events are sorted by (time, alloc before
   free, caller, object), so the whole run sees the same event sequence for any window size.
@@ -37,10 +39,9 @@ from .keyed import (
     D_NONE, F_ACTION, F_ALLOCS, F_CPU, F_FILL, F_GAP, F_LIFE, F_ORDER, F_SIZE, dist_row, draw, field_uniform, obj_key,
     uniform,
 )
-from .radix import argsort_stable
 from .layout import (
-    A_NOT_YET, AF_ACTION, AF_NO_PACK, AF_RECLAIMABLE, AF_UNMAPPED, NIL, ON_ALLOC, ON_FREE, ev_chunks, ev_flags,
-    ev_order, ev_word,
+    A_NOT_YET, ADMITTED, AF_ACTION, AF_NO_PACK, AF_RECLAIMABLE, AF_UNMAPPED, NEED_CHUNKS, NEED_OUT, NEED_RQ, NEED_SLOTS,
+    NIL, ON_ALLOC, ON_FREE, ev_chunks, ev_order, ev_word,
 )
 
 def dist_mean(d: Dist) -> float:
@@ -93,7 +94,8 @@ Live = namedtuple("Live", [
     "ck_free",  # int32 stack of free chunks (G_FREE_CHUNKS entries)
     "cal_head", "cal_tail", "cal_count",  # per bucket (NB ring buckets + the far list)
     "rq_slot", "rq_gen",  # reclaim FIFO ring (G_RQ_HEAD .. G_RQ_TAIL, monotone counters)
-    "next_k", "next_t",  # per caller: next object index, and its arrival time (fill: the spacing sum)
+    "next_k", "next_t",  # per caller's main source: next object index, its arrival time (fill: the spacing sum)
+    "burst_k",  # per caller: its next burst object (at at_s; n0 for a caller without one)
     "g",  # int64 scalars G_*
     "reached",  # float64 [1]: simulated time the generated windows reach
 ])
@@ -146,9 +148,10 @@ def callers_table(wl: WorkloadConfig, managed_pages: int, seed: int) -> tuple[Ca
     return tab, names
 
 
-@njit
+@njit_inline
 def object_shape(ct, h, c):
-    """An object (keyed h) of caller c: (order, allocations, tail chunks, too big for a pack)."""
+    """An object (keyed h) of caller c: (order, allocations, tail chunks, too big for a pack).
+    Inlined: a call passes the callers' table by value (110 words pushed per object)."""
     order = 0
     if ct.cdf[c, 0] < 1.0:  # more than one order
         u = field_uniform(h, F_ORDER)
@@ -216,61 +219,119 @@ def gap(ct, seed, c, k):
     return -math.log1p(-uniform(seed, ct.key[c], k, F_GAP)) / ct.rate[c]
 
 
-@njit
-def arrivals(ct, lv, seed, w, window, duration, out_c, out_k, out_t, new_k, new_t):
-    """The objects arriving in window w, each caller's in index (= time) order, into out_*.
-    Returns their count; when out_* are too small, -(the count) and nothing is consumed.
-    Objects k < n0 arrive in the fill phase (sorted, in fill_from..fill_to) or at at_s; object
-    k >= n0 one gap after object k - 1 (the first one gap after t = 0)."""
-    m = 0
-    for c in range(ct.n0.shape[0]):
-        k = lv.next_k[c]
-        tn = lv.next_t[c]  # fill: the spacing sum so far; then the arrival time of object k
-        span = ct.fill_hi[c] - ct.fill_lo[c]
-        while True:
-            if k < ct.n0[c]:
-                if math.isnan(ct.at_s[c]):  # fill phase, in boot order: all in window -1
-                    tn += spacing(seed, ct.key[c], k)
-                    t = min(ct.fill_lo[c] + span * (tn / ct.fill_sum[c]), -1e-9)
-                else:
-                    t = ct.at_s[c]
-                    if t >= duration or window_index(t, window) > w:
-                        break
-                if k + 1 == ct.n0[c]:
-                    tn = gap(ct, seed, c, k + 1)  # the first arrival after t = 0
-            else:
-                t = tn
-                if t >= duration or window_index(t, window) > w:
-                    break
-                tn = t + gap(ct, seed, c, k + 1)
-            if m < out_c.shape[0]:
-                out_c[m] = c
-                out_k[m] = k
-                out_t[m] = t
-            m += 1
-            k += 1
-        new_k[c] = k
-        new_t[c] = tn
-    if m > out_c.shape[0]:
-        return -m
-    for c in range(new_k.shape[0]):
-        lv.next_k[c] = new_k[c]
-        lv.next_t[c] = new_t[c]
-    return m
+@njit_inline
+def main_arrival(ct, seed, w, window, duration, c, k, tn):
+    """(time, next tn) of object k of caller c's main source: the fill phase (k < n0, in boot
+    order, tn the spacing sum so far), then the Poisson process (tn the arrival time of object
+    k, the first one gap after t = 0); time +inf when it is not in window w or not before the
+    duration. Fill objects are all in window -1, the first one generated."""
+    if k < ct.n0[c]:
+        s = tn + spacing(seed, ct.key[c], k)
+        t = min(ct.fill_lo[c] + (ct.fill_hi[c] - ct.fill_lo[c]) * (s / ct.fill_sum[c]), -1e-9)
+        return t, (gap(ct, seed, c, k + 1) if k + 1 == ct.n0[c] else s)
+    if tn >= duration or window_index(tn, window) > w:
+        return math.inf, tn
+    return tn, tn + gap(ct, seed, c, k + 1)
+
+
+@njit_inline
+def burst_arrival(ct, w, window, duration, c, k):
+    """The time of object k of caller c's burst (its `initial` objects k < n0 at at_s), +inf
+    when there is none left, or it is not in window w or not before the duration."""
+    t = ct.at_s[c]
+    if k >= ct.n0[c] or math.isnan(t) or t >= duration or window_index(t, window) > w:
+        return math.inf
+    return t
+
+
+@njit_inline
+def admit_slots(ct, lv, c, h, n, tail, base, reclaimable):
+    """An object's n allocations: slots from the free stack, chained through a_next, their
+    words; reclaimable ones join the reclaim FIFO. Returns the first slot."""
+    g = lv.g
+    cap = lv.rq_slot.shape[0]
+    head = NIL
+    prev = NIL
+    for j in range(n):
+        g[G_FREE_SLOTS] -= 1
+        slot = lv.slot_free[g[G_FREE_SLOTS]]
+        word = base
+        if j == n - 1 and tail != 0:
+            word |= ev_word(0, 0, 0, 0, tail)
+        if ct.act[c] > 0.0 and field_uniform(h, F_ACTION + j) < ct.act[c]:
+            word |= ev_word(0, 0, 0, AF_ACTION, 0)
+        lv.a_info[slot] = word
+        lv.a_pfn[slot] = A_NOT_YET
+        lv.a_gen[slot] += 1  # a_next is written only where a chain goes on (expand_window reads no further)
+        if prev == NIL:
+            head = slot
+        else:
+            lv.a_next[prev] = slot
+        prev = slot
+        if reclaimable:
+            q = g[G_RQ_TAIL] % cap
+            lv.rq_slot[q] = slot
+            lv.rq_gen[q] = lv.a_gen[slot]
+            g[G_RQ_TAIL] += 1
+    g[G_LIVE_SLOTS] += n
+    return head
 
 
 @njit
-def describe(ct, seed, ncpus, oc, ok, ot, o_n, o_tfree, o_base, o_tail):
-    """Each arriving object's allocations, free time and base allocation word."""
-    for i in range(oc.shape[0]):
-        c = oc[i]
-        h = obj_key(seed, ct.key[c], ok[i])
+def admit_arrivals(ct, lv, seed, w, window, duration, ncpus, o_t, o_head, o_n, m, cand_t, cand_tn):
+    """The objects arriving in window w, in (time, caller, index) order, from o_*[m] on: each
+    gets its shape and CPU (keyed draws), its slots and allocation words (the last one holds
+    an image's tail chunks; AF_ACTION by on_alloc_fraction), a calendar entry when its
+    lifetime is finite, and its reclaimable slots join the reclaim FIFO in the same order.
+    A caller has two sources merged by time: its burst at at_s, and its fill phase then Poisson
+    arrivals (lv.burst_k, lv.next_k / next_t). Returns (objects in o_*, ADMITTED), or
+    (objects so far, NEED_*, how many) before an object the reserve cannot take: nothing of
+    that object is consumed, the caller grows the reserve and calls again. cand_t / cand_tn:
+    scratch of 2 x callers, [2c] caller c's burst, [2c + 1] its main source."""
+    g = lv.g
+    nc = ct.n0.shape[0]
+    for c in range(nc):
+        cand_t[2 * c] = burst_arrival(ct, w, window, duration, c, lv.burst_k[c])
+        cand_t[2 * c + 1], cand_tn[2 * c + 1] = main_arrival(ct, seed, w, window, duration, c, lv.next_k[c],
+                                                             lv.next_t[c])
+    while True:
+        x = -1
+        t = math.inf
+        for y in range(2 * nc):  # the earliest; ties to the lower caller, its burst first
+            if cand_t[y] < t:
+                t = cand_t[y]
+                x = y
+        if x < 0:
+            return m, ADMITTED, 0
+        c = x >> 1
+        k = lv.burst_k[c] if x % 2 == 0 else lv.next_k[c]
+        h = obj_key(seed, ct.key[c], k)
         order, n, tail, big = object_shape(ct, h, c)
+        if m == o_t.shape[0]:
+            return m, NEED_OUT, 1
+        if g[G_FREE_SLOTS] < n:
+            return m, NEED_SLOTS, n
+        if g[G_FREE_CHUNKS] < 1:
+            return m, NEED_CHUNKS, 1
+        reclaimable = ct.flags[c] & AF_RECLAIMABLE
+        if reclaimable and lv.rq_slot.shape[0] - (g[G_RQ_TAIL] - g[G_RQ_HEAD]) < n:
+            return m, NEED_RQ, n
         cpu = min(np.int64(field_uniform(h, F_CPU) * ncpus), ncpus - 1)
-        o_n[i] = n
-        o_tfree[i] = ot[i] + max(draw(ct.dist[c, 2], h, F_LIFE), 1e-9)
-        o_tail[i] = tail
-        o_base[i] = ev_word(order, c, cpu, ct.flags[c] | (AF_NO_PACK if big else 0), 0)
+        t_free = t + max(draw(ct.dist[c, 2], h, F_LIFE), 1e-9)
+        base = ev_word(order, c, cpu, ct.flags[c] | (AF_NO_PACK if big else 0), 0)
+        head = admit_slots(ct, lv, c, h, n, tail, base, reclaimable)
+        o_t[m], o_head[m], o_n[m] = t, head, n
+        m += 1
+        if math.isfinite(t_free):
+            calendar_insert(lv, bucket_of(t_free, w, window), t_free, (np.int64(c) << GID_SHIFT) | k, head, n)
+            g[G_LIVE_OBJS] += 1
+        if x % 2 == 0:
+            lv.burst_k[c] = k + 1
+            cand_t[x] = burst_arrival(ct, w, window, duration, c, k + 1)
+        else:
+            lv.next_k[c] = k + 1
+            lv.next_t[c] = cand_tn[x]
+            cand_t[x], cand_tn[x] = main_arrival(ct, seed, w, window, duration, c, k + 1, cand_tn[x])
 
 
 @njit
@@ -301,47 +362,6 @@ def calendar_insert(lv, b, t, gid, head, n):
 def bucket_of(t_free, w_now, window):
     wi = window_index(t_free, window)
     return (wi + 1) % NB if wi - w_now < NB else NB
-
-
-@njit
-def admit(ct, lv, seed, w, window, oc, ok, o_n, o_tfree, o_base, o_tail, out_head):
-    """Give the arriving objects (in allocation order) their slots and words, and those with a
-    finite lifetime a calendar entry; reclaimable allocations join the reclaim FIFO in the
-    same order."""
-    g = lv.g
-    cap = lv.rq_slot.shape[0]
-    for i in range(oc.shape[0]):
-        c, k, n = oc[i], ok[i], o_n[i]
-        h = obj_key(seed, ct.key[c], k) if ct.act[c] > 0.0 else np.uint64(0)  # only for the on_alloc draws
-        head = NIL
-        prev = NIL
-        for j in range(n):
-            g[G_FREE_SLOTS] -= 1
-            slot = lv.slot_free[g[G_FREE_SLOTS]]
-            word = o_base[i]
-            if j == n - 1 and o_tail[i] != 0:
-                word |= ev_word(0, 0, 0, 0, o_tail[i])
-            if ct.act[c] > 0.0 and field_uniform(h, F_ACTION + j) < ct.act[c]:
-                word |= ev_word(0, 0, 0, AF_ACTION, 0)
-            lv.a_info[slot] = word
-            lv.a_pfn[slot] = A_NOT_YET
-            lv.a_gen[slot] += 1
-            lv.a_next[slot] = NIL
-            if prev == NIL:
-                head = slot
-            else:
-                lv.a_next[prev] = slot
-            prev = slot
-            if ev_flags(word) & AF_RECLAIMABLE:
-                q = g[G_RQ_TAIL] % cap
-                lv.rq_slot[q] = slot
-                lv.rq_gen[q] = lv.a_gen[slot]
-                g[G_RQ_TAIL] += 1
-        g[G_LIVE_SLOTS] += n
-        out_head[i] = head
-        if math.isfinite(o_tfree[i]):
-            calendar_insert(lv, bucket_of(o_tfree[i], w, window), o_tfree[i], (np.int64(c) << GID_SHIFT) | k, head, n)
-            g[G_LIVE_OBJS] += 1
 
 
 @njit_inline
@@ -395,21 +415,73 @@ def due_frees(lv, w, window, duration, out_t, out_gid, out_head, out_n):
     return m
 
 
-def free_order(t: np.ndarray, gid: np.ndarray) -> np.ndarray:
-    """The order of (free time, object id): a stable radix sort by time, then each run of
-    equal times (rare: one-shot objects with fixed lifetimes) by object id."""
-    order = argsort_stable(t)
-    st = t[order]
-    tie = np.flatnonzero(st[1:] == st[:-1])
-    if tie.size:
-        starts = tie[np.r_[True, np.diff(tie) > 1]]
-        for a in starts:
-            b = a + 1
-            while b + 1 < st.size and st[b + 1] == st[a]:
-                b += 1
-            run = order[a:b + 1]
-            order[a:b + 1] = run[np.argsort(gid[run], kind="stable")]
-    return order
+@njit_inline
+def _before(t, gid, i, j):
+    return t[i] < t[j] or (t[i] == t[j] and gid[i] < gid[j])
+
+
+@njit_inline
+def _swap(t, gid, head, n, i, j):
+    t[i], t[j] = t[j], t[i]
+    gid[i], gid[j] = gid[j], gid[i]
+    head[i], head[j] = head[j], head[i]
+    n[i], n[j] = n[j], n[i]
+
+
+@njit
+def _sift_down(t, gid, head, n, a, root, end):
+    """Max-heap of entries a.. a + end - 1 by (time, id): entry root sinks to its place."""
+    while 2 * root + 1 < end:
+        child = 2 * root + 1
+        if child + 1 < end and _before(t, gid, a + child, a + child + 1):
+            child += 1
+        if not _before(t, gid, a + root, a + child):
+            return
+        _swap(t, gid, head, n, a + root, a + child)
+        root = child
+
+
+@njit
+def sort_frees(f_t, f_gid, f_head, f_n, t, gid, head, n, starts):
+    """The due frees in (free time, object id) order, the same for any window size, into
+    t / gid / head / n: a counting sort into len(starts) - 1 buckets of equal time span
+    (monotone in time), then each bucket by (time, id): by insertion (a few entries: free
+    times spread over the window), or by heapsort past 32 entries (many objects freed at one
+    time). The id makes the order total, so no step needs to be stable."""
+    m = f_t.shape[0]
+    if m == 0:
+        return
+    lo, hi = f_t[0], f_t[0]
+    for i in range(m):
+        lo, hi = min(lo, f_t[i]), max(hi, f_t[i])
+    nb = starts.shape[0] - 1
+    scale = (nb - 1) / (hi - lo) if hi > lo else 0.0
+    starts[:] = 0
+    for i in range(m):
+        starts[min(np.int64((f_t[i] - lo) * scale), nb - 1) + 1] += 1
+    for b in range(nb):
+        starts[b + 1] += starts[b]
+    for i in range(m):  # scatter: starts[b] ends as bucket b + 1's start
+        b = min(np.int64((f_t[i] - lo) * scale), nb - 1)
+        p = starts[b]
+        starts[b] = p + 1
+        t[p], gid[p], head[p], n[p] = f_t[i], f_gid[i], f_head[i], f_n[i]
+    a = 0
+    for b in range(nb):
+        e = starts[b]
+        if e - a > 32:
+            for root in range((e - a) // 2 - 1, -1, -1):
+                _sift_down(t, gid, head, n, a, root, e - a)
+            for end in range(e - a - 1, 0, -1):
+                _swap(t, gid, head, n, a, a + end)
+                _sift_down(t, gid, head, n, a, 0, end)
+        else:
+            for i in range(a + 1, e):
+                j = i
+                while j > a and _before(t, gid, j, j - 1):
+                    _swap(t, gid, head, n, j, j - 1)
+                    j -= 1
+        a = e
 
 
 @njit
@@ -492,7 +564,10 @@ class Stream:
         self.seed, self.ncpus, self.window = int(seed), int(ncpus), float(window_s)
         self.duration = float(wl.duration_s)
         nc = self.ct.n0.shape[0]
-        next_t = np.array([gap(self.ct, self.seed, c, 0) if self.ct.n0[c] == 0 else 0.0 for c in range(nc)])
+        ct = self.ct
+        burst = ~np.isnan(ct.at_s)  # the initial objects at at_s; the Poisson process from t = 0
+        next_k = np.where(burst, ct.n0, 0)
+        next_t = np.array([gap(ct, self.seed, c, next_k[c]) if next_k[c] == ct.n0[c] else 0.0 for c in range(nc)])
         g = np.zeros(N_G, np.int64)
         g[G_WINDOW] = -1  # the next window to generate
         i32 = np.zeros(0, np.int32)
@@ -501,8 +576,11 @@ class Stream:
                        ck_next=i32, ck_fill=i32, ck_free=i32, cal_head=np.full(NB + 1, NIL, np.int32),
                        cal_tail=np.full(NB + 1, NIL, np.int32), cal_count=np.zeros(NB + 1, np.int64),
                        rq_slot=np.zeros(16, np.int32), rq_gen=np.zeros(16, np.uint32),
-                       next_k=np.zeros(nc, np.int64), next_t=next_t, g=g, reached=np.array([-np.inf]))
-        self._scratch = 1024
+                       next_k=next_k.astype(np.int64), next_t=next_t,
+                       burst_k=np.where(burst, 0, ct.n0).astype(np.int64), g=g, reached=np.array([-np.inf]))
+        self._cand = (np.zeros(2 * nc), np.zeros(2 * nc))  # admit_arrivals' sources
+        # a window's arriving objects (time, first slot, allocations), grown as needed
+        self.o_t, self.o_head, self.o_n = np.zeros(1024), np.zeros(1024, np.int32), np.zeros(1024, np.int64)
 
     # --- capacity (grown between windows; the compiled parts never allocate) -----------------
     def _reserve_slots(self, need: int) -> None:
@@ -553,16 +631,24 @@ class Stream:
         """The simulated time up to which events have been generated (-inf before the fill)."""
         return float(self.lv.reached[0])
 
-    def _arrivals(self, w: int):
-        ct = self.ct
-        nc = ct.n0.shape[0]
-        new_k, new_t = np.zeros(nc, np.int64), np.zeros(nc)
+    def _admit_arrivals(self, w: int) -> int:
+        """admit_arrivals for window w, growing what it runs out of; returns the objects' count."""
+        m = 0
         while True:
-            oc, ok, ot = np.zeros(self._scratch, np.int64), np.zeros(self._scratch, np.int64), np.zeros(self._scratch)
-            m = arrivals(ct, self.lv, self.seed, w, self.window, self.duration, oc, ok, ot, new_k, new_t)
-            if m >= 0:
-                return oc[:m], ok[:m], ot[:m]
-            self._scratch = max(2 * self._scratch, -m)
+            lv, g = self.lv, self.lv.g
+            m, need, amount = admit_arrivals(self.ct, lv, self.seed, w, self.window, self.duration, self.ncpus,
+                                             self.o_t, self.o_head, self.o_n, m, *self._cand)
+            if need == ADMITTED:
+                return m
+            if need == NEED_OUT:
+                size = 2 * self.o_t.shape[0]
+                self.o_t, self.o_head, self.o_n = (_grown(a, size) for a in (self.o_t, self.o_head, self.o_n))
+            elif need == NEED_SLOTS:
+                self._reserve_slots(int(g[G_FREE_SLOTS]) + amount)
+            elif need == NEED_CHUNKS:
+                self._reserve_chunks(int(g[G_FREE_CHUNKS]) + 2 * NB + 4)
+            else:
+                self._reserve_rq(amount)
 
     def next_window(self):
         """The next window's events, or None once the run's duration is reached. A window cut
@@ -571,33 +657,22 @@ class Stream:
         w = int(g[G_WINDOW])
         if self.time_reached >= self.duration:
             return None
-        oc, ok, ot = self._arrivals(w)
-        m = oc.shape[0]
-        # each caller's objects are in time order: the stable sort merges those runs
-        by_time = np.argsort(ot, kind="stable")
-        oc, ok, ot = oc[by_time], ok[by_time], ot[by_time]
-        o_n, o_tail, o_base = (np.zeros(m, np.int64) for _ in range(3))
-        o_tfree = np.zeros(m)
-        describe(self.ct, self.seed, self.ncpus, oc, ok, ot, o_n, o_tfree, o_base, o_tail)
+        m = self._admit_arrivals(w)
+        ot, heads, o_n = self.o_t[:m], self.o_head[:m], self.o_n[:m]
         n_allocs = int(o_n.sum())
-        self._reserve_slots(n_allocs)
-        self._reserve_chunks(m // CH + 2 * NB + 4)
-        self._reserve_rq(n_allocs)
-        heads = np.zeros(m, np.int32)
-        admit(self.ct, self.lv, self.seed, w, self.window, oc, ok, o_n, o_tfree, o_base, o_tail, heads)
         lv = self.lv
         b = (w + 1) % NB
         size = int(lv.cal_count[b] + (lv.cal_count[NB] if b == 0 and w >= 0 else 0))
         self._reserve_chunks(size // CH + 2 * NB + 4)
         lv = self.lv
-        f_t, f_gid, f_head, f_n = np.zeros(size), np.zeros(size, np.int64), np.zeros(size, np.int32), np.zeros(size, np.int32)
+        f_t, f_gid, f_head, f_n = np.zeros(size), np.zeros(size, np.int64), np.zeros(size, np.int32), np.zeros(size, np.int64)
         nf = due_frees(lv, w, self.window, self.duration, f_t, f_gid, f_head, f_n)
-        f_t, f_gid, f_head, f_n = f_t[:nf], f_gid[:nf], f_head[:nf], f_n[:nf].astype(np.int64)
-        order = free_order(f_t, f_gid)  # the same order for any window size
-        n_ev = n_allocs + int(f_n.sum())
+        fr = (np.empty(nf), np.empty(nf, np.int64), np.empty(nf, np.int32), np.empty(nf, np.int64))
+        sort_frees(f_t[:nf], f_gid[:nf], f_head[:nf], f_n[:nf], *fr, np.empty(nf // 2 + 2, np.int64))
+        n_ev = n_allocs + int(fr[3].sum())
         ev_time, ev_code, ev_info = np.zeros(n_ev), np.zeros(n_ev, np.int64), np.zeros(n_ev, np.int64)
         top = int(g[G_FREE_SLOTS])
-        expand_window(lv, ot, heads, o_n, f_t[order], f_head[order], f_n[order], ev_time, ev_code, ev_info)
+        expand_window(lv, ot, heads, o_n, fr[0], fr[2], fr[3], ev_time, ev_code, ev_info)
         # the slots this window frees, in descending order on the free stack: the next window's
         # allocations take them in ascending order, so admit's and the loop's writes to the slot
         # arrays walk memory forwards instead of at random (64 GiB production_busy: admit 2.0 ->

@@ -17,8 +17,7 @@ import sim
 from sim.config import ConfigError
 from sim.hydra_conf import to_sim_config
 from sim.layout import AF_ACTION, decode
-from sim.radix import argsort_stable
-from sim.workload import Stream
+from sim.workload import Stream, sort_frees
 
 SMALL = ["machine=small", "workload=mixed", "workload.duration_s=90"]
 
@@ -182,11 +181,43 @@ def test_saved_machine_continues_as_if_never_stopped(tmp_path):
                                              f"machine.snapshot={path}"]))
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.one_of(st.floats(allow_nan=False), st.sampled_from([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf])),
-                max_size=300))
-def test_radix_argsort_is_numpys_stable_argsort(values):
-    """The free-time sort: the same permutation as np.argsort(kind="stable"), ties (and
-    0.0 / -0.0) in index order, negative times (fill phase) before positive ones."""
-    x = np.array(values, dtype=np.float64)
-    assert np.array_equal(argsort_stable(x), np.argsort(x, kind="stable"))
+@settings(max_examples=80, deadline=None)
+@given(times=st.lists(st.one_of(st.floats(-1.0, 1e6, allow_nan=False), st.sampled_from([-0.5, 0.0, 7.0, 7.0])),
+                      max_size=400),
+       seed=st.integers(0, 2**31))
+def test_sort_frees_orders_by_time_then_object_id(times, seed):
+    """The due frees in (free time, object id) order whatever order the calendar held them
+    in: runs of equal times (bucket sorted by heapsort past 32) included."""
+    rng = np.random.default_rng(seed)
+    m = len(times)
+    t = np.array(times, np.float64)
+    gid = rng.permutation(m * 3)[:m].astype(np.int64)  # distinct ids
+    head, n = np.arange(m, dtype=np.int32), rng.integers(1, 9, m).astype(np.int64)
+    out = (np.empty(m), np.empty(m, np.int64), np.empty(m, np.int32), np.empty(m, np.int64))
+    sort_frees(t, gid, head, n, *out, np.empty(m // 2 + 2, np.int64))
+    want = np.lexsort((gid, t))
+    for got, src in zip(out, (t, gid, head, n)):
+        assert np.array_equal(got, src[want])
+
+
+def test_burst_and_poisson_arrivals_of_one_caller_merge_by_time():
+    """A caller with `initial` objects at at_s and a rate: its Poisson arrivals run from t = 0
+    (not from at_s), the burst comes at at_s, and the event sequence is the same for any
+    window size (the two sources are merged by time, never out of order)."""
+    cfg = ["machine=small", "workload=idle", "workload.duration_s=40",
+           "++workload.callers={burst: {kind: vmalloc, initial: 50, at_s: 25, rate_per_s: 2, "
+           "lifetime_s: {dist: fixed, value: 10}}}"]
+    streams = [stream_events(cfg, w)[1] for w in (0.5, 7, 100)]
+    assert _same_events(streams[0], streams[1]) and _same_events(streams[0], streams[2])
+    names = list(to_sim_config(sim.load_config(cfg)).workload.callers)
+    ws = streams[1]
+    t = np.concatenate([w.ev_time for w in ws])
+    mine = np.concatenate([decode(w.ev_info, "caller") for w in ws]) == names.index("burst")
+    alloc = np.concatenate([(w.ev_code & 1) == 0 for w in ws])
+    assert np.all(np.diff(t) >= 0)  # time order within and across windows
+    arrivals = t[mine & alloc]
+    assert np.count_nonzero(arrivals == 25.0) == 50  # the burst, at at_s
+    poisson = arrivals[arrivals != 25.0]
+    assert 50 <= poisson.size <= 110 and poisson.min() < 5.0  # ~2/s over 40 s, from t = 0
+    frees = t[mine & ~alloc]
+    assert np.count_nonzero(frees == 35.0) == 50  # the burst's fixed lifetime
