@@ -441,46 +441,72 @@ def _sift_down(t, gid, head, n, a, root, end):
         root = child
 
 
+@njit_inline
+def _sort_small(t, gid, head, n, a, e):
+    """Entries a..e-1 by (time, id): insertion for a few, heapsort past 32 (many at one time)."""
+    if e - a > 32:
+        for root in range((e - a) // 2 - 1, -1, -1):
+            _sift_down(t, gid, head, n, a, root, e - a)
+        for end in range(e - a - 1, 0, -1):
+            _swap(t, gid, head, n, a, a + end)
+            _sift_down(t, gid, head, n, a, 0, end)
+        return
+    for i in range(a + 1, e):
+        j = i
+        while j > a and _before(t, gid, j, j - 1):
+            _swap(t, gid, head, n, j, j - 1)
+            j -= 1
+
+
 @njit
-def sort_frees(f_t, f_gid, f_head, f_n, t, gid, head, n, starts):
-    """The due frees in (free time, object id) order, the same for any window size, into
-    t / gid / head / n: a counting sort into len(starts) - 1 buckets of equal time span
-    (monotone in time), then each bucket by (time, id): by insertion (a few entries: free
-    times spread over the window), or by heapsort past 32 entries (many objects freed at one
-    time). The id makes the order total, so no step needs to be stable."""
-    m = f_t.shape[0]
+def _scatter_by_time(t, gid, head, n, a, e, to_t, to_gid, to_head, to_n, ends, nb):
+    """Entries a..e-1 into nb buckets of equal time span (monotone in time), at the same
+    positions a..e-1 of to_*; ends[b] = the end of bucket b."""
+    lo, hi = t[a], t[a]
+    for i in range(a, e):
+        lo, hi = min(lo, t[i]), max(hi, t[i])
+    scale = (nb - 1) / (hi - lo) if hi > lo else 0.0
+    ends[:nb + 1] = 0
+    for i in range(a, e):
+        ends[min(np.int64((t[i] - lo) * scale), nb - 1) + 1] += 1
+    ends[0] = a
+    for b in range(nb):
+        ends[b + 1] += ends[b]
+    for i in range(a, e):  # ends[b]: bucket b's next position, then its end
+        b = min(np.int64((t[i] - lo) * scale), nb - 1)
+        p = ends[b]
+        ends[b] = p + 1
+        to_t[p], to_gid[p], to_head[p], to_n[p] = t[i], gid[i], head[i], n[i]
+
+
+@njit
+def sort_frees(t, gid, head, n, tmp_t, tmp_gid, tmp_head, tmp_n, ends):
+    """Sorts the due frees (t / gid / head / n) in place by (free time, object id): the same
+    order for any window size. Two counting-sort passes by time, each into buckets of equal
+    time span: 2048 buckets over the window (a scatter the caches can follow: one bucket per
+    slot, where len(t) / 2 buckets wrote at random over tens of MB), then each bucket into
+    buckets of about 2 entries, sorted by _sort_small. The id makes the order total, so no
+    step needs to be stable. tmp_*: scratch as long as t; ends: len(t) // 2 + 2052 int64."""
+    m = t.shape[0]
     if m == 0:
         return
-    lo, hi = f_t[0], f_t[0]
-    for i in range(m):
-        lo, hi = min(lo, f_t[i]), max(hi, f_t[i])
-    nb = starts.shape[0] - 1
-    scale = (nb - 1) / (hi - lo) if hi > lo else 0.0
-    starts[:] = 0
-    for i in range(m):
-        starts[min(np.int64((f_t[i] - lo) * scale), nb - 1) + 1] += 1
-    for b in range(nb):
-        starts[b + 1] += starts[b]
-    for i in range(m):  # scatter: starts[b] ends as bucket b + 1's start
-        b = min(np.int64((f_t[i] - lo) * scale), nb - 1)
-        p = starts[b]
-        starts[b] = p + 1
-        t[p], gid[p], head[p], n[p] = f_t[i], f_gid[i], f_head[i], f_n[i]
+    nb = min(2048, m // 2 + 1)
+    top = ends[:nb + 1]
+    sub = ends[nb + 1:]
+    _scatter_by_time(t, gid, head, n, 0, m, tmp_t, tmp_gid, tmp_head, tmp_n, top, nb)
     a = 0
     for b in range(nb):
-        e = starts[b]
+        e = top[b]
         if e - a > 32:
-            for root in range((e - a) // 2 - 1, -1, -1):
-                _sift_down(t, gid, head, n, a, root, e - a)
-            for end in range(e - a - 1, 0, -1):
-                _swap(t, gid, head, n, a, a + end)
-                _sift_down(t, gid, head, n, a, 0, end)
+            _scatter_by_time(tmp_t, tmp_gid, tmp_head, tmp_n, a, e, t, gid, head, n, sub, (e - a) // 2 + 1)
+            s = a
+            for x in range((e - a) // 2 + 1):
+                _sort_small(t, gid, head, n, s, sub[x])
+                s = sub[x]
         else:
-            for i in range(a + 1, e):
-                j = i
-                while j > a and _before(t, gid, j, j - 1):
-                    _swap(t, gid, head, n, j, j - 1)
-                    j -= 1
+            for i in range(a, e):
+                t[i], gid[i], head[i], n[i] = tmp_t[i], tmp_gid[i], tmp_head[i], tmp_n[i]
+            _sort_small(t, gid, head, n, a, e)
         a = e
 
 
@@ -579,6 +605,9 @@ class Stream:
                        next_k=next_k.astype(np.int64), next_t=next_t,
                        burst_k=np.where(burst, 0, ct.n0).astype(np.int64), g=g, reached=np.array([-np.inf]))
         self._cand = (np.zeros(2 * nc), np.zeros(2 * nc))  # admit_arrivals' sources
+        # a window's due frees (time, object id, first slot, allocations) and sort_frees' scratch
+        self._frees = [np.empty(0), np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.int64)]
+        self._sort_tmp, self._ends = list(self._frees), np.empty(2052, np.int64)
         # a window's arriving objects (time, first slot, allocations), grown as needed
         self.o_t, self.o_head, self.o_n = np.zeros(1024), np.zeros(1024, np.int32), np.zeros(1024, np.int64)
 
@@ -665,10 +694,14 @@ class Stream:
         size = int(lv.cal_count[b] + (lv.cal_count[NB] if b == 0 and w >= 0 else 0))
         self._reserve_chunks(size // CH + 2 * NB + 4)
         lv = self.lv
-        f_t, f_gid, f_head, f_n = np.zeros(size), np.zeros(size, np.int64), np.zeros(size, np.int32), np.zeros(size, np.int64)
-        nf = due_frees(lv, w, self.window, self.duration, f_t, f_gid, f_head, f_n)
-        fr = (np.empty(nf), np.empty(nf, np.int64), np.empty(nf, np.int32), np.empty(nf, np.int64))
-        sort_frees(f_t[:nf], f_gid[:nf], f_head[:nf], f_n[:nf], *fr, np.empty(nf // 2 + 2, np.int64))
+        if self._frees[0].shape[0] < size:  # kept between windows: fresh pages cost faults and zeroing
+            n = max(size, 2 * self._frees[0].shape[0])
+            self._frees = [np.empty(n, a.dtype) for a in self._frees]
+            self._sort_tmp = [np.empty(n, a.dtype) for a in self._sort_tmp]
+            self._ends = np.empty(n // 2 + 2052, np.int64)
+        nf = due_frees(lv, w, self.window, self.duration, *self._frees)
+        fr = [a[:nf] for a in self._frees]
+        sort_frees(*fr, *(a[:nf] for a in self._sort_tmp), self._ends)
         n_ev = n_allocs + int(fr[3].sum())
         ev_time, ev_code, ev_info = np.zeros(n_ev), np.zeros(n_ev, np.int64), np.zeros(n_ev, np.int64)
         top = int(g[G_FREE_SLOTS])

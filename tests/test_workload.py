@@ -184,20 +184,22 @@ def test_saved_machine_continues_as_if_never_stopped(tmp_path):
 @settings(max_examples=80, deadline=None)
 @given(times=st.lists(st.one_of(st.floats(-1.0, 1e6, allow_nan=False), st.sampled_from([-0.5, 0.0, 7.0, 7.0])),
                       max_size=400),
-       seed=st.integers(0, 2**31))
-def test_sort_frees_orders_by_time_then_object_id(times, seed):
+       spread=st.sampled_from([1.0, 1e-3]), seed=st.integers(0, 2**31))
+def test_sort_frees_orders_by_time_then_object_id(times, spread, seed):
     """The due frees in (free time, object id) order whatever order the calendar held them
-    in: runs of equal times (bucket sorted by heapsort past 32) included."""
+    in: runs of equal times (heapsort past 32 in a bucket) and clustered times included, and
+    enough entries for both counting passes."""
     rng = np.random.default_rng(seed)
-    m = len(times)
-    t = np.array(times, np.float64)
+    t = np.concatenate([np.array(times, np.float64), rng.random(rng.integers(0, 6000)) * spread])
+    m = t.size
     gid = rng.permutation(m * 3)[:m].astype(np.int64)  # distinct ids
     head, n = np.arange(m, dtype=np.int32), rng.integers(1, 9, m).astype(np.int64)
-    out = (np.empty(m), np.empty(m, np.int64), np.empty(m, np.int32), np.empty(m, np.int64))
-    sort_frees(t, gid, head, n, *out, np.empty(m // 2 + 2, np.int64))
     want = np.lexsort((gid, t))
-    for got, src in zip(out, (t, gid, head, n)):
-        assert np.array_equal(got, src[want])
+    src = (t, gid, head, n)
+    got = tuple(a.copy() for a in src)
+    sort_frees(*got, *(np.empty_like(a) for a in src), np.empty(m // 2 + 2052, np.int64))
+    for g, a in zip(got, src):
+        assert np.array_equal(g, a[want])
 
 
 def test_burst_and_poisson_arrivals_of_one_caller_merge_by_time():
