@@ -7,10 +7,13 @@ PYTEST_ARGS ?=
 
 .PHONY: install test test-services test-slow run sweep ui bench oracle clean
 
+# uv installs the same versions as pip in ~15 s instead of ~2.5 min (a fresh machine, no cache:
+# parallel downloads and installs); pip does it when uv cannot be had
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	{ $(BIN)/python -m pip install -q --disable-pip-version-check uv && \
+	  $(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]'; } || \
+	  $(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -6,7 +6,8 @@ the same process right before, as the speed-of-light reference.
 
     .venv/bin/python benchmarks/bench_uptime.py                       # 600 s, 1 h, 6 h
     .venv/bin/python benchmarks/bench_uptime.py --durations 604800    # 7 days (about 30 min)
-    .venv/bin/python benchmarks/bench_uptime.py --machine server1t --workload idle --durations 86400
+    .venv/bin/python benchmarks/bench_uptime.py --machine server1t --workload idle --durations 86400 \
+        workload.target_utilisation=0.5                                # bench_sim.py --long's 1 TiB day
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def main() -> None:
     ap.add_argument("--workload", default="production_busy")
     ap.add_argument("--policy", default="none")
     ap.add_argument("--durations", default="600,3600,21600", help="simulated seconds, comma-separated")
+    ap.add_argument("overrides", nargs="*", help="more config overrides for every row (key=value)")
     args = ap.parse_args()
     here = Path(__file__).resolve().parent
     print("| simulated | events | peak RSS MB | wall s | loop events/s | end-to-end events/s | "
@@ -47,7 +49,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for d in args.durations.split(","):
         ov = [f"machine={args.machine}", f"workload={args.workload}", f"policy={args.policy}",
-              f"workload.duration_s={d}"]
+              f"workload.duration_s={d}", *args.overrides]
         out = subprocess.run([sys.executable, "-c", ROW, str(here), "--", *ov], capture_output=True, text=True)
         if out.returncode:
             print(out.stderr[-2000:], file=sys.stderr)

@@ -121,7 +121,8 @@ class CallerConfig:
     rate_per_s: float = field(default=0.0, metadata=rng(0.0, 1e9))
     initial: int = field(default=0, metadata=rng(0, 1 << 40))  # objects alive at t=0
     # when set, the `initial` objects arrive at this simulated time (a one-shot event, e.g.
-    # an oracle workload) instead of in the fill phase before t = 0
+    # an oracle workload) instead of in the fill phase before t = 0; arrivals at rate_per_s
+    # still run from t = 0, merged by time with the burst
     at_s: Optional[float] = field(default=None, metadata=rng(0.0, 1e9))
     migratetype: str = field(default="unmovable", metadata=choice(*CALLER_MIGRATETYPES))
     order_mix: list[float] = field(default_factory=lambda: [1.0])  # weight of order 0, 1, 2, ...
