@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--policies", default="none,unmapped_cache,migratetype,grouped_pages,prog_pack,execmem_rox",
                     help="comma-separated policy names, one row each")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each row (median loop rate)")
-    ap.add_argument("--long", action="store_true", help="add a 1 TiB, 1-day row (about 15 minutes)")
+    ap.add_argument("--long", action="store_true", help="add a 1 TiB, 1-day row (about an hour)")
     ap.add_argument("--compaction", choices=("on", "both"), default="on",
                     help="both: each policy row also with machine.compaction=false (same process)")
     ap.add_argument("--no-extra", action="store_true", help="only the policy rows (no 2x duration / 1 TiB rows)")

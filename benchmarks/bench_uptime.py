@@ -5,7 +5,7 @@ unless told otherwise; the minimal buddy allocator (benchmarks/buddy_ref.py) is 
 the same process right before, as the speed-of-light reference.
 
     .venv/bin/python benchmarks/bench_uptime.py                       # 600 s, 1 h, 6 h
-    .venv/bin/python benchmarks/bench_uptime.py --durations 604800    # 7 days (about 30 min)
+    .venv/bin/python benchmarks/bench_uptime.py --durations 604800    # 7 days (about 80 min)
     .venv/bin/python benchmarks/bench_uptime.py --machine server1t --workload idle --durations 86400 \
         workload.target_utilisation=0.5                                # bench_sim.py --long's 1 TiB day
 """
