@@ -6,7 +6,11 @@ Compiles the model from an empty cache (point NUMBA_CACHE_DIR at an empty folder
 clean` first) with numba's event API: `numba:run_pass` (each compiler pass of each function),
 `numba:compile` (a dispatcher compiling) and `numba:llvm_lock` (LLVM work: IR
 optimisation, code generation). Nested compiles (a callee typed while its caller is being
-typed) are subtracted, so each time is exclusive to the function named.
+typed) are subtracted, so each time is exclusive to the function named. The LLVM work is
+also split by stage (CPU s, timers around numba's code-library methods): parsing each
+function's IR, the function passes, and each library's `finalize` (linking in its callees'
+code, the O3 module pipeline, emitting machine code), which numba repeats for every library
+over the code of all it calls.
 """
 from __future__ import annotations
 
@@ -17,6 +21,36 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+STAGES = {  # (class, method) -> stage
+    ("CPUCodeLibrary", "add_ir_module"): "parse IR text",
+    ("CPUCodeLibrary", "_optimize_functions"): "function passes",
+    ("CPUCodeLibrary", "finalize"): "finalize (link + module passes + emit)",
+    ("CPUCodeLibrary", "_optimize_final_module"): "  module passes (O3)",
+    ("JITCodeLibrary", "_finalize_specific"): "  emit machine code",
+}
+
+
+def time_llvm_stages() -> dict:
+    """Wrap numba's code-library stages with CPU timers; returns {stage: [seconds, calls]}."""
+    from numba.core import codegen
+
+    spent = {stage: [0.0, 0] for stage in STAGES.values()}
+    for (cls, meth), stage in STAGES.items():
+        klass = getattr(codegen, cls)
+        orig = getattr(klass, meth)
+
+        def timed(self, *args, _orig=orig, _stage=stage, **kwargs):
+            t0 = time.process_time()
+            try:
+                return _orig(self, *args, **kwargs)
+            finally:
+                spent[_stage][0] += time.process_time() - t0
+                spent[_stage][1] += 1
+
+        setattr(klass, meth, timed)
+    return spent
 
 
 def profile(overrides):
@@ -91,6 +125,7 @@ def main():
     ap.add_argument("overrides", nargs="*", default=["machine=small", "workload=idle", "workload.duration_s=1",
                                                       "policy=none"])
     a = ap.parse_args()
+    stages = time_llvm_stages()
     wall, evs = profile(a.overrides)
     per_fn, per_pass, llvm_outside = analyse(evs)
     tot = sum(per_pass.values()) + llvm_outside
@@ -102,6 +137,9 @@ def main():
     print(f"  {'(all)':<40} {tot:8.1f}")
     if llvm_outside:
         print(f"  {'LLVM outside any pass':<40} {llvm_outside:8.1f}")
+    print("\nLLVM by stage (CPU s):")
+    for stage, (sec, calls) in stages.items():
+        print(f"  {stage:<40} {sec:8.1f}  ({calls} calls)")
     print(f"\nby function (top {a.top}; exclusive s): total, typing, inlining, lowering, LLVM")
     rows = []
     for f, d in per_fn.items():
