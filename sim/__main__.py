@@ -86,11 +86,7 @@ def _app(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    try:
-        _app()
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    _app()
 
 
 if __name__ == "__main__":

@@ -4,12 +4,10 @@ Layout (holes, reservations, kernel image, memmap), the initial direct map
 (init_memory_mapping), the pageblock migratetypes, the watermarks and per-CPU list
 sizes, and the free lists as memblock_free_all() leaves them.
 """
-from __future__ import annotations
-
 import numpy as np
 
 from .config import ConfigError, MachineConfig, validate_machine
-from .constants import MAX_PAGE_ORDER, MIGRATE_MOVABLE, PG_RESERVED
+from .constants import MAX_PAGE_ORDER, MIGRATE_MOVABLE, PAGEBLOCK_ORDER, PG_RESERVED
 from .jit import njit
 from .kernel_init import kernel_init
 from .page_alloc import __free_one_page
@@ -19,9 +17,8 @@ from .state import (
 )
 from .layout import (
     P_COLLAPSE, P_COMPACT_PROACTIVENESS, P_COMPACTION, P_EXTFRAG_THRESHOLD, P_GBPAGES, P_MANAGED, P_MAX_PFN_MAPPED,
-    P_MIN_FREE_KB, P_NCPUS,
-    P_NOFRAGMENT, P_NR_PAGES, P_PCP_BATCH, P_PCP_HIGH,
-    P_PCP_ON, P_RAM_PAGES, P_WMARK_HIGH, P_WMARK_LOW, P_WMARK_MIN,
+    P_MIN_FREE_KB, P_NOFRAGMENT, P_NR_PAGES, P_PCP_BATCH, P_PCP_HIGH, P_PCP_ON, P_RAM_PAGES, P_WMARK_HIGH,
+    P_WMARK_LOW, P_WMARK_MIN,
 )
 
 
@@ -38,7 +35,7 @@ def __free_pages_memory(s, starts, ends):
                 order -= 1
             while start + (1 << order) > end:
                 order -= 1
-            mt = s.pb_mt[start >> 9]
+            mt = s.pb_mt[start >> PAGEBLOCK_ORDER]
             __free_one_page(s, start, order, mt, True)
             start += 1 << order
 
@@ -79,7 +76,8 @@ def boot(mc: MachineConfig, seed: int = 0) -> State:
         raise ConfigError("machine.boot_initrd_kb", mc.boot_initrd_kb,
                           "a size that fits in free RAM below 2 GiB, clear of the kernel image and reservations")
     s.pg_flags[initrd[0]:initrd[1]] |= PG_RESERVED  # memblock_reserve
-    s.pb_mt[initrd[0] >> 9:-(-initrd[1] >> 9)] = MIGRATE_MOVABLE  # memmap_init's type: it is freed as movable
+    # memmap_init's type: the initrd is freed as movable
+    s.pb_mt[initrd[0] >> PAGEBLOCK_ORDER:-(-initrd[1] >> PAGEBLOCK_ORDER)] = MIGRATE_MOVABLE
     free = np.array(subtract_ranges(ram, reserved + [initrd]), np.int64).reshape(-1, 2)
     starts, ends = free[:, 0].copy(), free[:, 1].copy()
     managed = int((ends - starts).sum()) + initrd[1] - initrd[0]
@@ -100,7 +98,6 @@ def boot(mc: MachineConfig, seed: int = 0) -> State:
     # with ZONE_DMA32 below it to protect; a machine of <= 4 GiB has no ZONE_NORMAL
     par[P_NOFRAGMENT] = int(mc.alloc_nofragment and par[P_MAX_PFN_MAPPED] > NORMAL_ZONE_START_PFN)
     par[P_COLLAPSE] = int(mc.cpa_collapse)
-    par[P_NCPUS] = mc.cpus
     par[P_COMPACTION] = int(mc.compaction)
     par[P_COMPACT_PROACTIVENESS] = mc.compaction_proactiveness
     par[P_EXTFRAG_THRESHOLD] = mc.extfrag_threshold

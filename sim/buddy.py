@@ -111,10 +111,7 @@ def page_is_buddy(s, pfn, order, cache):
 def set_pageblock_range(s, pfn, order, mt):
     """set_pageblock_migratetype / change_pageblock_range for order >= pageblock_order."""
     first = pfn >> PAGEBLOCK_ORDER
-    nr = 1
-    if order > PAGEBLOCK_ORDER:
-        nr = 1 << (order - PAGEBLOCK_ORDER)
-    for b in range(first, first + nr):
+    for b in range(first, first + (1 << max(order - PAGEBLOCK_ORDER, 0))):
         set_pageblock_mt(s, b, mt)
 
 

@@ -10,7 +10,7 @@ The shrinker restores the direct map of free cached memory and frees it to the p
 allocator: whole free 2M blocks (`2m`) or one 4K page at a time (`4k`, as the RFC).
 """
 from .constants import (
-    MIGRATE_UNMOVABLE, PAGE_KERNEL, PG_ALLOC, PG_BUDDY, PG_CACHE, PROT_PKEY,
+    MIGRATE_UNMOVABLE, PAGE_KERNEL, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_ALLOC, PG_BUDDY, PG_CACHE, PROT_PKEY,
     PROT_PRESENT, PROT_RW,
 )
 from .buddy import CACHE_MAX_ORDER, buddy_merge, cache_add, cache_del, expand
@@ -31,7 +31,7 @@ from .layout import (
 @njit
 def cache_held_add(s, delta):
     s.ctr[C_CACHE_HELD] += delta
-    s.ctr[C_CACHE_BLOCKS] = (s.ctr[C_CACHE_HELD] + 511) >> 9
+    s.ctr[C_CACHE_BLOCKS] = (s.ctr[C_CACHE_HELD] + PAGEBLOCK_NR_PAGES - 1) >> PAGEBLOCK_ORDER
     if s.ctr[C_CACHE_HELD] > s.ctr[C_CACHE_PEAK]:
         s.ctr[C_CACHE_PEAK] = s.ctr[C_CACHE_HELD]
 
@@ -95,10 +95,7 @@ def cache_refill(s, order):
             __free_pages(s, pfn, o, s.var[V_CPU])
             return False
         cache_flush_change(s, 1 << o)
-        if o == CACHE_MAX_ORDER:
-            s.ctr[C_CACHE_REFILL_2M] += 1
-        else:
-            s.ctr[C_CACHE_REFILL_LOW] += 1
+        s.ctr[C_CACHE_REFILL_2M if o == CACHE_MAX_ORDER else C_CACHE_REFILL_LOW] += 1
         cache_held_add(s, 1 << o)
         if s.par[P_CACHE_BUDDY] == 0:
             for i in range(1 << o):
@@ -218,22 +215,15 @@ def cache_shrink(s, nr_to_scan):
         pfn = s.cache_head[order, 0]
         cache_del(s, pfn, order)
         n = 1 << order
-        take = n
-        room = s.ctr[C_CACHE_FREE] + n - keep
-        if take > room:
-            take = room
-        if budget > 0 and take > budget - released:
-            take = budget - released
+        take = min(n, s.ctr[C_CACHE_FREE] + n - keep)  # >= 1: the loop's condition
+        if budget > 0:
+            take = min(take, budget - released)
         cache_held_add(s, -take)
         s.ctr[C_CACHE_RELEASED] += take
-        if take > 0:
-            release_flush(s, take)
+        release_flush(s, take)
         for i in range(take):
             restore_and_free_4k(s, pfn + i)
         for i in range(take, n):  # the rest goes back, merging again
             cache_free_one(s, pfn + i, 0)
         released += take
     return released
-
-
-

@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from .config import ConfigError
+from .layout import NIL
 
-VERSION = 4  # 2: 16-byte page records (pg_owner, compaction); 3: settings max_pfn_mapped, direct_gbpages;
-# 4: the stream's burst_k (a caller's at_s burst and Poisson arrivals are two sources)
+VERSION = 5  # 2: 16-byte page records (pg_owner, compaction); 3: settings max_pfn_mapped, direct_gbpages;
+# 4: the stream's burst_k (a caller's at_s burst and Poisson arrivals are two sources); 5: Live.g without
+# the live-object count nobody read
 # keys that may differ between a saved machine and the run continuing it
 CONTINUE_FREE = {"policy", "workload.duration_s", "machine.snapshot"}
 POLICY_STATE = ("pack_pfn", "pack_list", "pack_used", "pack_bits", "var")  # kept from the new policy's set-up
@@ -75,7 +77,7 @@ def _read(path):
     return z, meta
 
 
-def _restore(run, z, meta) -> None:
+def _restore(run, z, meta):
     s = run.s
     pages = s.pg_next.base if s.pg_next.base is not None else s.pg_next
     np.copyto(pages, z["s.pages"])
@@ -85,7 +87,7 @@ def _restore(run, z, meta) -> None:
         if key in z.files and k not in keep and k not in NOT_SAVED:
             if k in ("pcp_head", "pcp_tail") and v.shape[0] == z[key].shape[0] and v.shape[1] > z[key].shape[1]:
                 # a machine aged with 3 per-CPU lists continued under freetype (a 4th, unmapped list)
-                v[:] = -1
+                v[:] = NIL
                 v[:, :z[key].shape[1]] = z[key]
                 continue
             if v.shape != z[key].shape:
@@ -99,6 +101,7 @@ def _restore(run, z, meta) -> None:
     run.k = k
     run.clock[:] = z["clock"]
     run.events = int(meta["events"])
+    return run
 
 
 def load_if_matches(path, sc, make_run):
@@ -108,9 +111,7 @@ def load_if_matches(path, sc, make_run):
     z, meta = _read(path)
     if meta["config"] != json.loads(json.dumps(identity(sc), default=str)):
         return None  # another config's checkpoint: start over (it is overwritten)
-    run = make_run(sc)
-    _restore(run, z, meta)
-    return run
+    return _restore(make_run(sc), z, meta)
 
 
 def load_snapshot(path, sc, make_run):
@@ -132,6 +133,4 @@ def load_snapshot(path, sc, make_run):
     if float(sc.workload.duration_s) < float(meta["t"]):
         raise ConfigError("workload.duration_s", sc.workload.duration_s,
                           f">= {meta['t']} s, the saved machine's uptime")
-    run = make_run(sc)
-    _restore(run, z, meta)
-    return run
+    return _restore(make_run(sc), z, meta)

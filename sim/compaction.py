@@ -103,15 +103,19 @@ def fill_contig_page_info(s, order):
     return total, pages, suitable
 
 
+FRAG_INDEX_FREE = -1000  # __fragmentation_index: the order is free (no failure to explain)
+ORDER_PROACTIVE = -1  # cc->order = -1: proactive compaction, no requested order
+
+
 @njit
 def fragmentation_index(s, order):
-    """fragmentation_index (__fragmentation_index): -1000 if a block of the order is free,
+    """fragmentation_index (__fragmentation_index): FRAG_INDEX_FREE if a block of the order is free,
     else 0 (failure for lack of memory) .. 1000 (failure for fragmentation)."""
     total, pages, suitable = fill_contig_page_info(s, order)
     if total == 0:
         return 0
     if suitable:
-        return -1000
+        return FRAG_INDEX_FREE
     return 1000 - (1000 + (pages * 1000) // (1 << order)) // total
 
 
@@ -204,13 +208,9 @@ def compaction_suitable(s, order, mt):
 @njit
 def suitable_migration_source(s, pb, mt, mode):
     """suitable_migration_source: async direct compaction only scans pageblocks of the
-    request's migratetype (any movable one for a movable request); sync scans all."""
-    if mode != MODE_ASYNC:
-        return True
-    block_mt = s.pb_mt[pb]
-    if mt == MIGRATE_MOVABLE:
-        return block_mt == MIGRATE_MOVABLE
-    return block_mt == mt
+    request's migratetype (is_migrate_movable for a movable request: MIGRATE_MOVABLE, there
+    being no CMA in the model); sync scans all."""
+    return mode != MODE_ASYNC or s.pb_mt[pb] == mt
 
 
 @njit
@@ -274,7 +274,7 @@ def compaction_alloc(s, order, cc_order, mblock):
     while s.var[V_COMPACT_FREE_PB] > mblock:
         fb = s.var[V_COMPACT_FREE_PB]
         start = fb << PAGEBLOCK_ORDER
-        if s.var[V_COMPACT_FREE_CURSOR] < 0:
+        if s.var[V_COMPACT_FREE_CURSOR] == NO_PAGE:
             if pageblock_is_hole(s, fb) or not suitable_migration_target(s, fb, cc_order):
                 s.var[V_COMPACT_FREE_PB] = fb - 1
                 continue
@@ -305,7 +305,7 @@ def compaction_alloc(s, order, cc_order, mblock):
             s.var[V_COMPACT_FREE_CURSOR] = pfn
             return found
         s.var[V_COMPACT_FREE_PB] = fb - 1
-        s.var[V_COMPACT_FREE_CURSOR] = -1
+        s.var[V_COMPACT_FREE_CURSOR] = NO_PAGE
     return NO_PAGE
 
 
@@ -343,7 +343,7 @@ def isolate_migratepages_block(s, mblock, cc_order):
 
 @njit
 def compact_zone(s, order, mt, mode):
-    """compact_zone for one order (-1: proactive, the whole zone until the fragmentation
+    """compact_zone for one order (ORDER_PROACTIVE: the whole zone until the fragmentation
     score is at most the low mark). Returns a COMPACT_* result."""
     if mode != MODE_PROACTIVE:
         ret = compaction_suitable(s, order, mt)
@@ -353,7 +353,7 @@ def compact_zone(s, order, mt, mode):
     mblock = s.var[V_COMPACT_MIGRATE_PFN] >> PAGEBLOCK_ORDER
     whole_zone = mblock == 0 or mode == MODE_PROACTIVE  # cc->whole_zone
     s.var[V_COMPACT_FREE_PB] = nr_pb - 1 - s.var[V_COMPACT_FREE_PB_FROM_END]
-    s.var[V_COMPACT_FREE_CURSOR] = -1
+    s.var[V_COMPACT_FREE_CURSOR] = NO_PAGE
     cc_order = order if order > 0 else PAGEBLOCK_ORDER
     wmark_low = fragmentation_score_wmark(s, True)
     ret = COMPACT_CONTINUE
@@ -361,11 +361,8 @@ def compact_zone(s, order, mt, mode):
         if mblock >= s.var[V_COMPACT_FREE_PB]:
             ret = COMPACT_COMPLETE
             break
-        if mode == MODE_PROACTIVE:
-            if fragmentation_score_zone(s) <= wmark_low:
-                ret = COMPACT_SUCCESS
-                break
-        elif compact_finished_order(s, order, mt):
+        if (fragmentation_score_zone(s) <= wmark_low if mode == MODE_PROACTIVE
+                else compact_finished_order(s, order, mt)):
             ret = COMPACT_SUCCESS
             break
         if not pageblock_is_hole(s, mblock) and suitable_migration_source(s, mblock, mt, mode):
@@ -466,7 +463,7 @@ def kcompactd_proactive(s, t_us):
         score = fragmentation_score_zone(s)
         if score > fragmentation_score_wmark(s, False):
             s.ctr[C_COMPACT_DAEMON_WAKE] += 1
-            compact_zone(s, -1, MIGRATE_MOVABLE, MODE_PROACTIVE)
+            compact_zone(s, ORDER_PROACTIVE, MIGRATE_MOVABLE, MODE_PROACTIVE)
             if fragmentation_score_zone(s) >= score:
                 interval = HPAGE_FRAG_CHECK_INTERVAL_US << COMPACT_MAX_DEFER_SHIFT
     s.var[V_PROACTIVE_NEXT_US] = t_us + interval

@@ -238,9 +238,8 @@ def _check_field(key: str, value: Any, meta) -> None:
         return
     if "range" in meta:
         lo, hi = meta["range"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(key, value, f"a number in [{lo}, {hi}]")
-        if isinstance(value, float) and math.isnan(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or (isinstance(value, float) and math.isnan(value)):
             raise ConfigError(key, value, f"a number in [{lo}, {hi}]")
         if not lo <= value <= hi:
             raise ConfigError(key, value, f"[{lo}, {hi}]")
@@ -279,7 +278,7 @@ def validate_machine(m: MachineConfig, prefix: str = "machine.") -> MachineConfi
     mem_kb = m.mem_mib * 1024
     for name in ("holes", "reserved", "pte_mapped"):
         _validate_ranges(prefix + name, getattr(m, name), mem_kb)
-    if (m.kernel_phys_start_mib + m.kernel_image_mib) > m.mem_mib // 2:
+    if kernel_end > m.mem_mib // 2:
         raise ConfigError(prefix + "kernel_image_mib", m.kernel_image_mib,
                           f"kernel_phys_start_mib + kernel_image_mib <= mem_mib/2 = {m.mem_mib // 2}")
     return m

@@ -7,7 +7,6 @@ MAX_PAGE_ORDER = 10  # include/linux/mmzone.h (MAX_ORDER before 6.8)
 NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
 PAGEBLOCK_ORDER = 9  # HUGETLB_PAGE_ORDER on x86-64
 PAGEBLOCK_NR_PAGES = 1 << PAGEBLOCK_ORDER
-PTRS_PER_PTE = 512
 PMD_PAGES = 512  # 4K pages per 2M mapping
 PUD_PAGES = 512 * 512  # 4K pages per 1G mapping
 PTRS_PER_PMD = 512  # 2M entries per 1G (PUD) region

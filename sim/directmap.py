@@ -103,13 +103,6 @@ def account_prot(s, old, new, n):
         s.ctr[C_RO_PAGES] += n if new_ro else -n
 
 
-@njit
-def set_leaf_prot(s, start, n, new):
-    old = s.prot[start]
-    account_prot(s, old, new, n)
-    s.prot[start:start + n] = new
-
-
 LEAF_SPLIT = 0  # change_large_page: the leaf must be split
 
 
@@ -124,7 +117,8 @@ def change_large_page(s, lpaddr, size, addr, end, mask_set, mask_clr):
     if new == old:
         return -nxt
     if addr == lpaddr and end >= nxt:
-        set_leaf_prot(s, lpaddr, size, new)
+        account_prot(s, old, new, size)
+        s.prot[lpaddr:nxt] = new
         return nxt
     return LEAF_SPLIT
 

@@ -19,8 +19,7 @@ from .policy import (
     SERVED_CHUNKS, policy_alloc, policy_free, policy_reclaim, policy_tick, reported_counter,
 )
 from .prog_pack import PACK_HANDLE_BASE, bpf_prog_pack_alloc, bpf_prog_pack_free
-from .workload import G_RQ_HEAD, G_RQ_TAIL
-from .workload import alloc_chunks
+from .workload import G_RQ_HEAD, G_RQ_TAIL, alloc_chunks
 from .layout import (
     A_FAILED, A_GONE, A_NOT_YET, ACT_NP, ACT_PKS, ACT_RO, ACT_ZAP, FREE_DEFAULT, FREE_RESET, FREE_RESTORE, NO_PAGE, ev_alloc_id,
     ev_caller, ev_cpu, ev_flags, ev_is_free, ev_order,

@@ -39,8 +39,8 @@ from .constants import MAX_PAGE_ORDER, MIGRATE_UNMAPPED, MIGRATE_UNMOVABLE, PAGE
 from .directmap import change_page_attr, flush_tlb_kernel_range
 from .jit import njit
 from .layout import (
-    C_CACHE_HITS, C_CACHE_MISSES, C_FT_REMAPS, C_FT_UNMAPS, C_FT_ZEROED, CPA_OK, NO_PAGE, P_FT_DIRECT_COMPACT,
-    V_CPU,
+    C_CACHE_HITS, C_CACHE_MISSES, C_FT_REMAPS, C_FT_UNMAPS, C_FT_ZEROED, CPA_OK, NIL, NO_PAGE,
+    P_FT_DIRECT_COMPACT, V_CPU,
 )
 from .page_alloc import (
     ALLOC_WMARK_LOW, ALLOC_WMARK_MIN, __alloc_pages_slowpath, __free_one_page, __rmqueue, __rmqueue_smallest,
@@ -55,8 +55,8 @@ def freetype_state(s, policy_name: str):
     if policy_name != "freetype" or s.pcp_head.shape[1] > FREETYPE_UNMAPPED:
         return s
     ncpus, old = s.pcp_head.shape
-    head = np.full((ncpus, FREETYPE_UNMAPPED + 1), -1, np.int32)
-    tail = np.full((ncpus, FREETYPE_UNMAPPED + 1), -1, np.int32)
+    head = np.full((ncpus, FREETYPE_UNMAPPED + 1), NIL, np.int32)
+    tail = np.full((ncpus, FREETYPE_UNMAPPED + 1), NIL, np.int32)
     head[:, :old], tail[:, :old] = s.pcp_head, s.pcp_tail  # the pages the boot left on the lists
     return s._replace(pcp_head=head, pcp_tail=tail)
 

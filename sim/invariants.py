@@ -104,16 +104,11 @@ def check_state(s) -> list[str]:
     if nonpresent != int(s.ctr[C_NP_PAGES]):
         bad.append(f"direct_map_np_pages {int(s.ctr[C_NP_PAGES])} != recount {nonpresent}")
     # a large leaf has one protection for all its pages
-    leaf2m = np.flatnonzero((s.pmd_map == MAP_LEAF) & ~in1g)
-    if leaf2m.size:
-        p = s.prot.reshape(-1, PMD_PAGES)[leaf2m]
+    for size, pages, leaves in (("2M", PMD_PAGES, (s.pmd_map == MAP_LEAF) & ~in1g),
+                                ("1G", PUD_PAGES, s.pud_map == MAP_LEAF)):
+        p = s.prot.reshape(-1, pages)[leaves]
         if (p != p[:, :1]).any():
-            bad.append("a 2M leaf has pages with different protections")
-    leaf1g = np.flatnonzero(s.pud_map == MAP_LEAF)
-    if leaf1g.size:
-        p = s.prot.reshape(-1, PUD_PAGES)[leaf1g]
-        if (p != p[:, :1]).any():
-            bad.append("a 1G leaf has pages with different protections")
+            bad.append(f"a {size} leaf has pages with different protections")
     return bad
 
 

@@ -67,8 +67,7 @@ def is_warm() -> bool:
     key = _key()
     if key == _warm_key:
         return True
-    d = cache_dir()
-    return _marker(key).exists() and any(d.glob("*.nbi"))
+    return _marker(key).exists() and any(cache_dir().glob("*.nbi"))
 
 
 def _loop_cached() -> bool:
@@ -226,8 +225,7 @@ def step_api_entries(run) -> list:
 
     from . import machine as m
 
-    s, i = typeof(run.s), types.int64
-    b = types.boolean
+    s, i, b = typeof(run.s), types.int64, types.boolean
     return [(m.alloc_pages_noreclaim, (s, i, i, i, i)), (m.free_pages, (s, i, i, i)),
             (m.policy_free, (s, i, i)), (m.change_page_attr, (s, i, i, i, i, b)),
             (m.set_memory, (s, i, i, i, i, b, b)), (m.flush_tlb_kernel_range, (s, i)),

@@ -18,18 +18,16 @@ the run's seed, sizes from machine.boot_* (scaled down to a quarter of the manag
 at most: a preset's boot on a machine made smaller); the counters of these calls are not kept (the
 kernel oracle reads /proc/vmstat differences from the end of boot, as the model reports).
 """
-from __future__ import annotations
-
 import math
 
 import numpy as np
 
-from .constants import MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, PG_ALLOC, PG_RESERVED
+from .constants import MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, NR_PAGE_ORDERS, PG_ALLOC, PG_RESERVED
 from .jit import njit, njit_inline
 from .keyed import field_uniform, obj_key, uniform
 from .layout import (
     C_ALLOC_FAIL, C_ALLOC_FAIL_ORDER, C_ALLOC_PAGES, C_ALLOCS, C_CLAIM, C_FREE_PAGES, C_FREES, C_PCP_DRAIN,
-    C_PCP_REFILL, C_STEAL, V_CPU,
+    C_PCP_REFILL, C_STEAL, NO_PAGE, V_CPU,
 )
 from .page_alloc import ALLOC_WMARK_LOW, __alloc_pages_noreclaim, __free_pages
 from .pollution import set_block_head
@@ -41,8 +39,8 @@ OP_FREE_RESERVED = 2  # free_reserved_page(pfn): (op, pfn, cpu, -)
 BOOT_OBJECT_PAGES = 4  # mean size of one boot-time kernel object that stays (slab pages, page tables)
 BOOT_TEMP_PAGES = 32  # mean size of a boot-time temporary (initcall buffers, vmalloc'd tables)
 ROOTFS_PAGES_PER_DENTRY = 16  # rootfs page cache pages per unmovable page of dentries/inodes
-EVENT_COUNTERS = (C_ALLOCS, C_FREES, C_ALLOC_PAGES, C_FREE_PAGES, C_PCP_REFILL, C_PCP_DRAIN, C_CLAIM, C_STEAL,
-                  C_ALLOC_FAIL)
+EVENT_COUNTERS = np.r_[C_ALLOCS, C_FREES, C_ALLOC_PAGES, C_FREE_PAGES, C_PCP_REFILL, C_PCP_DRAIN, C_CLAIM, C_STEAL,
+                       C_ALLOC_FAIL, C_ALLOC_FAIL_ORDER:C_ALLOC_FAIL_ORDER + NR_PAGE_ORDERS]
 
 
 BOOT_CALLER = 0x6B696E6974  # "kinit": the boot's own key in sim/keyed.py (kernel objects; +1 movable runs)
@@ -165,7 +163,7 @@ def boot_ops(mc, initrd: tuple[int, int], managed: int, seed: int) -> np.ndarray
 
 @njit
 def run_boot_ops(s, ops, row_pfn):
-    """Run the boot's calls; row_pfn[i] is the page row i allocated (-1: none)."""
+    """Run the boot's calls; row_pfn[i] is the page row i allocated (NO_PAGE: none)."""
     for i in range(ops.shape[0]):
         op = ops[i, 0]
         cpu = ops[i, 2]
@@ -187,8 +185,6 @@ def kernel_init(s, mc, initrd: tuple[int, int], managed: int, seed: int) -> None
     ops = boot_ops(mc, initrd, managed, seed)
     if ops.shape[0] == 0:
         return
-    kept = s.ctr.copy()
-    run_boot_ops(s, ops, np.full(ops.shape[0], -1, np.int64))
-    for c in EVENT_COUNTERS:
-        s.ctr[c] = kept[c]
-    s.ctr[C_ALLOC_FAIL_ORDER:C_ALLOC_FAIL_ORDER + 11] = kept[C_ALLOC_FAIL_ORDER:C_ALLOC_FAIL_ORDER + 11]
+    kept = s.ctr[EVENT_COUNTERS]
+    run_boot_ops(s, ops, np.full(ops.shape[0], NO_PAGE, np.int64))
+    s.ctr[EVENT_COUNTERS] = kept

@@ -129,7 +129,6 @@ SETTINGS = (
     Slot("NOFRAGMENT", "ALLOC_NOFRAGMENT first pass"),
     Slot("COLLAPSE", "CPA_COLLAPSE for set_memory_rox"),
     Slot("MANAGED", "managed pages (given to the buddy allocator at boot)"),
-    Slot("NCPUS", "CPUs"),
     Slot("RAM_PAGES", "RAM pages (span minus holes)"),
     Slot("MAX_PFN_MAPPED", "max_pfn_mapped: the end of the last RAM range (CPA: holes below it are skipped)"),
     Slot("GBPAGES", "direct_gbpages: 1G leaves at boot and collapse_pud_page"),
@@ -169,7 +168,7 @@ SCALARS = (
     Slot("COMPACT_ORDER_FAILED", "zone->compact_order_failed"),
     Slot("COMPACT_MIGRATE_PFN", "zone->compact_cached_migrate_pfn"),
     Slot("COMPACT_FREE_PB_FROM_END", "zone->compact_cached_free_pfn, as pageblocks below the last one (0: zone end)"),
-    Slot("COMPACT_FREE_CURSOR", "a run's free scanner position inside its pageblock (-1: not entered)"),
+    Slot("COMPACT_FREE_CURSOR", "a run's free scanner position inside its pageblock (NO_PAGE: not entered)"),
     Slot("COMPACT_FREE_PB", "a run's free scanner pageblock"),
     Slot("PROACTIVE_NEXT_US", "next proactive compaction check, simulated microseconds"),
     Slot("MIG_LOG_ON", "record migrations in State.mig_log (step API)"),
@@ -191,7 +190,6 @@ EVENT_WORD = (
     Field("flags", 24, 8),  # AF_* below
     Field("chunks", 32, 16),  # a code image's bytes in this allocation, in 64-byte chunks (0: all of it)
 )
-
 
 
 def _field(name):
@@ -221,11 +219,6 @@ def decode(words, name: str) -> np.ndarray:
     """A field of per-allocation words (vectorized; the compiled loop uses the ev_* helpers)."""
     shift, mask = _field(name)
     return (np.asarray(words, np.int64) >> shift) & mask
-
-
-def field_mask(name: str) -> int:
-    shift, mask = _field(name)
-    return mask << shift
 
 
 @njit_inline
@@ -327,7 +320,5 @@ _V, N_SCALARS = _number(SCALARS, "V_")
 globals().update(_C, **_P, **_V)
 
 # (reported name, index, scale) for every counter, array counters expanded
-COUNTER_NAMES = [(c.name.format(k) if c.count > 1 else c.name, _C["C_" + c.const] + k, c.scale)
-                 for c in COUNTERS for k in range(c.count)]
-COUNTER_INFO = {name: c for c in COUNTERS for name in ([c.name.format(k) for k in range(c.count)]
-                                                        if c.count > 1 else [c.name])}
+COUNTER_NAMES = [(c.name.format(k), _C["C_" + c.const] + k, c.scale) for c in COUNTERS for k in range(c.count)]
+COUNTER_INFO = {c.name.format(k): c for c in COUNTERS for k in range(c.count)}

@@ -20,7 +20,7 @@ from .config import MachineConfig, PolicyConfig, validate_policy
 from .constants import (
     MAP_LEAF, MAP_TABLE, PTRS_PER_PMD,
     BPF_PROG_PACK_SIZE, MAX_PAGE_ORDER, MIGRATETYPE_NAMES, MIGRATETYPES, MIGRATE_PCPTYPES, PAGE_ALLOC_COSTLY_ORDER,
-    PG_ALLOC, PROT_NX, PROT_PRESENT, PROT_RW,
+    PAGEBLOCK_ORDER, PG_ALLOC, PROT_NX, PROT_PRESENT, PROT_RW,
 )
 from .freetype import freetype_state
 from .directmap import change_page_attr, flush_tlb_kernel_range, mapping_level, set_memory
@@ -230,8 +230,7 @@ class Machine:
         bpf_prog_pack_free(self.state, int(handle), nbits)
 
     def _live_packs(self) -> set[int]:
-        s = self.state
-        return {int(s.pack_pfn[k]) for k in s.pack_list[:int(s.var[V_PACK_COUNT])]}
+        return {pfn for pfn, _ in self.bpf_prog_packs()}
 
     def bpf_prog_packs(self) -> list[tuple[int, int]]:
         """Live packs in list order: (first pfn, 64-byte chunks in use)."""
@@ -333,7 +332,7 @@ class Machine:
 
     def pageblock_migratetype(self, pfn: int) -> str:
         pfn = _int("pfn", pfn, 0, self.nr_pages - 1)
-        return MIGRATETYPE_NAMES[int(self.state.pb_mt[pfn >> 9])]
+        return MIGRATETYPE_NAMES[int(self.state.pb_mt[pfn >> PAGEBLOCK_ORDER])]
 
     def free_list(self, order: int, migratetype: str) -> list[int]:
         """The pfns on one buddy free list, head first (free_area[order].free_list[mt])."""

@@ -45,7 +45,6 @@ def fmt_bytes(n: float) -> str:
         if abs(n) < 1024 or unit == "PiB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
-    return f"{n:.1f} PiB"
 
 
 def parse_bytes(text) -> int:
@@ -57,28 +56,23 @@ def parse_bytes(text) -> int:
     return int(float(s[:-1] if s[-1:] in "KMGT" else s) * mult)
 
 
-def _dist_mean(d) -> float:
-    from .workload import dist_mean
-
-    return dist_mean(d)
-
-
 def _caller_load(c, duration: float, window: float, managed_pages: int, utilisation: float):
     """(live objects, live allocations, largest window's events) of one caller."""
+    from .workload import dist_mean
+
     w = [max(float(x), 0.0) for x in c.order_mix]
     tot = sum(w) or 1.0
     mean_pages = sum(wi * (1 << o) for o, wi in enumerate(w)) / tot  # pages per allocation
     if c.size_bytes is not None:
-        allocs = max(1.0, _dist_mean(c.size_bytes) / (PAGE_SIZE * mean_pages))
+        allocs = max(1.0, dist_mean(c.size_bytes) / (PAGE_SIZE * mean_pages))
     else:
-        allocs = max(1.0, _dist_mean(c.allocs))
+        allocs = max(1.0, dist_mean(c.allocs))
+    life = dist_mean(c.lifetime_s)
     if c.background:
         n0 = c.share * utilisation * managed_pages / max(allocs * mean_pages, 1.0)
-        life = _dist_mean(c.lifetime_s)
         rate = n0 / life if math.isfinite(life) and life > 0 else 0.0
     else:
         n0, rate = float(c.initial), float(c.rate_per_s)
-    life = _dist_mean(c.lifetime_s)
     live = n0 + rate * min(duration, life if math.isfinite(life) else duration)
     window_events = max(n0, 2 * rate * min(window, duration)) * allocs
     return live, live * allocs, window_events

@@ -32,13 +32,9 @@ def counters(s) -> dict[str, int]:
     for k in range(NR_PAGE_ORDERS):
         out[f"nr_free_order_{k}"] = int(nr_blocks[k])  # /proc/buddyinfo
     out["free_2m_blocks"] = int(free_2m_blocks(s))
-    par = s.par
-    out["managed_pages"] = int(par[P_MANAGED])
-    out["ram_pages"] = int(par[P_RAM_PAGES])
-    out["min_free_kbytes"] = int(par[P_MIN_FREE_KB])
-    out["wmark_min"] = int(par[P_WMARK_MIN])
-    out["wmark_low"] = int(par[P_WMARK_LOW])
-    out["wmark_high"] = int(par[P_WMARK_HIGH])
+    for name, i in (("managed_pages", P_MANAGED), ("ram_pages", P_RAM_PAGES), ("min_free_kbytes", P_MIN_FREE_KB),
+                    ("wmark_min", P_WMARK_MIN), ("wmark_low", P_WMARK_LOW), ("wmark_high", P_WMARK_HIGH)):
+        out[name] = int(s.par[i])
     tally = np.bincount(s.pb_mt, minlength=len(MIGRATETYPE_NAMES))
     for i, name in enumerate(MIGRATETYPE_NAMES):
         out[f"pageblocks_{name}"] = int(tally[i])

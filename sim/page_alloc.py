@@ -21,9 +21,7 @@ from .layout import (
 )
 from .pollution import set_block_head, set_head_flags, set_pageblock_mt
 
-ALLOC_WMARK_MIN = 0
-ALLOC_WMARK_LOW = 1
-ALLOC_NO_WATERMARKS = 2
+ALLOC_WMARK_MIN, ALLOC_WMARK_LOW, ALLOC_NO_WATERMARKS = range(3)
 
 
 @njit
@@ -63,10 +61,7 @@ def __free_one_page(s, pfn, order, mt, to_tail_forced):
     """__free_one_page: merge with free buddies up to MAX_PAGE_ORDER, then add to the
     head of the free list, or to the tail when buddy_merge_likely()."""
     pfn, order = buddy_merge(s, pfn, order, mt, False)
-    if to_tail_forced:
-        to_tail = True
-    else:
-        to_tail = buddy_merge_likely(s, pfn, pfn ^ (1 << order), order)
+    to_tail = to_tail_forced or buddy_merge_likely(s, pfn, pfn ^ (1 << order), order)
     add_to_free_list(s, pfn, order, mt, to_tail)
     return pfn
 
@@ -87,11 +82,7 @@ def __rmqueue_smallest(s, order, mt):
 @njit
 def should_try_claim_block(order, start_mt):
     """should_try_claim_block: large enough, or an unmovable/reclaimable allocation."""
-    if order >= PAGEBLOCK_ORDER // 2:
-        return True
-    if start_mt == MIGRATE_RECLAIMABLE or start_mt == MIGRATE_UNMOVABLE:
-        return True
-    return False
+    return order >= PAGEBLOCK_ORDER // 2 or start_mt == MIGRATE_RECLAIMABLE or start_mt == MIGRATE_UNMOVABLE
 
 
 @njit

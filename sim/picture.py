@@ -34,7 +34,7 @@ def grid_width(n: int) -> int:
     w = 1
     while w * w < 2 * n:
         w *= 2
-    return max(1, min(512, w))
+    return w
 
 
 def _gib(x: float) -> str:
@@ -65,11 +65,8 @@ def save_png(codes: np.ndarray, path, title: str = "direct map") -> None:
               interpolation="nearest", aspect="auto")
     if rows * width > n:  # hatch the padding so it cannot be read as a hole
         r0, c0 = divmod(n, width)
-        ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), width - c0, 1, fill=False, hatch="///", lw=0,
-                                   edgecolor="#888888"))
-        for r in range(r0 + 1, rows):
-            ax.add_patch(Rectangle((-0.5, r - 0.5), width, 1, fill=False, hatch="///", lw=0,
-                                       edgecolor="#888888"))
+        for x, y, w in [(c0, r0, width - c0)] + [(0, r, width) for r in range(r0 + 1, rows)]:
+            ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, 1, fill=False, hatch="///", lw=0, edgecolor="#888888"))
     row_gib = width * 2 / 1024  # 2 MiB per cell
     ax.set_title(f"{title}\none cell per 2M region, {width} per row ({_gib(row_gib)} of physical address space)",
                  fontsize=10)

@@ -5,15 +5,13 @@ step API call for such users; `policy_params` turns a PolicyConfig into the stat
 parameters. The caches themselves are in cache.py; the 2022 MIGRATE_UNMAPPED design is
 below (it lives inside the page allocator's own free lists).
 """
-from __future__ import annotations
-
 from pathlib import Path
 
 import numpy as np
 
 from .freetype import freetype_alloc, freetype_free_pages
 from .cache import cache_alloc, cache_capture, cache_free, cache_held_add, cache_shrink
-from .config import PolicyConfig, validate_policy
+from .config import ConfigError, PolicyConfig, validate_policy
 from .constants import (
     MAP_LEAF, MAP_NONE, MAX_PAGE_ORDER, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMAPPED,
     MIGRATE_UNMOVABLE, PAGE_KERNEL, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_CACHE, PMD_PAGES,
@@ -46,8 +44,6 @@ def policy_config(name: str = "none", **knobs) -> PolicyConfig:
     from .paths import conf_dir
 
     if name not in POLICY_CODES:
-        from .config import ConfigError
-
         raise ConfigError("policy.name", name, "one of " + ", ".join(POLICY_CODES))
     base = OmegaConf.structured(PolicyConfig)
     yaml = Path(conf_dir()) / "policy" / f"{name}.yaml"
@@ -55,8 +51,6 @@ def policy_config(name: str = "none", **knobs) -> PolicyConfig:
         base = OmegaConf.merge(base, OmegaConf.load(yaml))
     for k in knobs:
         if k not in base:
-            from .config import ConfigError
-
             raise ConfigError(f"policy.{k}", knobs[k], "a knob of PolicyConfig: " + ", ".join(base.keys()))
     cfg = OmegaConf.to_object(OmegaConf.merge(base, {"name": name, **knobs}))
     return validate_policy(cfg)
@@ -68,22 +62,17 @@ def policy_params(s, p: PolicyConfig) -> None:
     code = POLICY_CODES[p.name]
     par[P_POLICY] = code
     par[P_CACHE_MAX_PAGES] = p.max_blocks * PAGEBLOCK_NR_PAGES
-    par[P_CACHE_RELEASE_2M] = int(p.release == "2m")
+    packs = code in (POL_PROG_PACK, POL_EXECMEM)
+    knobs = not packs and code != POL_GROUPED  # release / refill_lower_orders apply (packs, grouped: fixed)
+    par[P_CACHE_RELEASE_2M] = int(code == POL_EXECMEM or (knobs and p.release == "2m"))
     par[P_CACHE_CAPTURE] = int(p.capture_pte_mapped_frees)
-    par[P_CACHE_FALLBACK_ORDERS] = int(p.refill_lower_orders)
+    par[P_CACHE_FALLBACK_ORDERS] = int(knobs and p.refill_lower_orders)
     par[P_CACHE_BUDDY] = int(code != POL_GROUPED)
     par[P_CACHE_COLLAPSE] = int(p.collapse)
-    par[P_CACHE_RELEASE_EMPTY] = int(code in (POL_PROG_PACK, POL_EXECMEM))
+    par[P_CACHE_RELEASE_EMPTY] = int(packs)
     par[P_CACHE_RESET_RELEASE] = int(code == POL_PROG_PACK)  # module_memfree -> vm_reset_perms
-    if code in (POL_PROG_PACK, POL_EXECMEM):  # code packs: the direct-map alias is RO
-        par[P_CACHE_MASK_SET], par[P_CACHE_MASK_CLR] = 0, PROT_RW
-        par[P_CACHE_RELEASE_2M] = int(code == POL_EXECMEM)
-        par[P_CACHE_FALLBACK_ORDERS] = 0
-    else:  # __GFP_UNMAPPED: not present in the direct map
-        par[P_CACHE_MASK_SET], par[P_CACHE_MASK_CLR] = 0, PROT_PRESENT | PROT_RW
-    if code == POL_GROUPED:
-        par[P_CACHE_RELEASE_2M] = 0
-        par[P_CACHE_FALLBACK_ORDERS] = 0
+    # code packs: the direct-map alias is RO; __GFP_UNMAPPED: not present in the direct map
+    par[P_CACHE_MASK_SET], par[P_CACHE_MASK_CLR] = 0, PROT_RW if packs else PROT_PRESENT | PROT_RW
     par[P_SHRINK_WMARK_PCT] = int(round(p.shrink_below_high_wmark_pct))
     par[P_SHRINK_HIGH] = p.shrink_above_free_pages
     par[P_SHRINK_INTERVAL_US] = int(round(p.shrink_interval_ms * 1000))
@@ -207,14 +196,9 @@ def cache_free_pages(s):
     """Free pages the policy holds: its cache's lists, or (MIGRATE_UNMAPPED, which lives in
     the zone's free lists) the UNMAPPED free lists, or (freetype) the unmapped free lists and
     per-CPU lists."""
-    if s.par[P_POLICY] == POL_FREETYPE:
-        return freetype_free_pages(s)
-    if s.par[P_POLICY] != POL_MIGRATETYPE:
-        return s.ctr[C_CACHE_FREE]
-    free = 0
-    for o in range(MAX_PAGE_ORDER + 1):
-        free += s.nr_free[o, MIGRATE_UNMAPPED] << o
-    return free
+    if s.par[P_POLICY] == POL_FREETYPE or s.par[P_POLICY] == POL_MIGRATETYPE:
+        return freetype_free_pages(s)  # free-list index 3 (FREETYPE_UNMAPPED == MIGRATE_UNMAPPED)
+    return s.ctr[C_CACHE_FREE]
 
 
 @njit

@@ -10,9 +10,7 @@ import numpy as np
 
 from .constants import MIGRATE_MOVABLE, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_ALLOC, PG_CACHE
 from .jit import njit, njit_inline
-from .layout import (
-    C_PB_MIXED, C_PB_POLLUTED,
-)
+from .layout import C_PB_MIXED, C_PB_POLLUTED
 
 
 @njit_inline

@@ -10,8 +10,6 @@ empty.  Images larger than a pack get whole pages (NOT_SERVED: today's path).
 
 An allocation handed out in chunks is a handle in a_pfn (<= PACK_HANDLE_BASE), not a pfn.
 """
-from __future__ import annotations
-
 import numpy as np
 
 from .constants import BPF_PROG_CHUNK_COUNT, BPF_PROG_CHUNK_SIZE, PAGEBLOCK_ORDER
@@ -32,11 +30,6 @@ NO_AREA = -1  # bitmap_find_next_zero_area: no run of free chunks that long
 
 _ONE = np.uint64(1)
 _FULL = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-def pack_slots(policy_name: str, nr_pmd: int) -> int:
-    """How many packs the state has room for: none unless the policy packs code."""
-    return min(PACK_SLOTS, nr_pmd) if is_code_pack(policy_name) else 1
 
 
 def bytes_to_chunks(nbytes):
@@ -85,11 +78,6 @@ def bitmap_assign(bits, slot, pos, nbits, value):
 
 
 @njit
-def pack_handle(slot, pos):
-    return PACK_HANDLE_BASE - (slot * BPF_PROG_CHUNK_COUNT + pos)
-
-
-@njit
 def alloc_new_pack(s):
     """A new pack (a 2M block of the policy's ROX cache) at the tail of pack_list;
     returns its slot, NO_PAGE or NOT_SERVED."""
@@ -134,7 +122,7 @@ def pack_take(s, slot, pos, nbits):
     bitmap_assign(s.pack_bits, slot, pos, nbits, True)
     s.pack_used[slot] += nbits
     s.ctr[C_PACK_CHUNKS] += nbits
-    return pack_handle(slot, pos)
+    return PACK_HANDLE_BASE - (slot * BPF_PROG_CHUNK_COUNT + pos)
 
 
 @njit
@@ -164,7 +152,6 @@ def bpf_prog_pack_free(s, handle, nbits):
 
 def pack_state(s, policy_name: str):
     """The state with room for the policy's packs (a 1-slot stub for other policies)."""
-    slots = pack_slots(policy_name, s.pmd_map.shape[0])
+    slots = min(PACK_SLOTS, s.pmd_map.shape[0]) if is_code_pack(policy_name) else 1
     return s._replace(pack_pfn=np.full(slots, NO_PAGE, np.int32), pack_list=np.zeros(slots, np.int32),
                       pack_used=np.zeros(slots, np.int32), pack_bits=np.zeros((slots, PACK_WORDS), np.uint64))
-

@@ -14,8 +14,7 @@ def timeseries_frame(samples: np.ndarray) -> pl.DataFrame:
     """The engine's sample rows (counters, free 2M blocks, time in us) as a frame: t_s and
     each counter under its name and unit."""
     cols = {"t_s": samples[:, N_COUNTERS + 1] / 1e6}
-    for name, i, scale in COUNTER_NAMES:
-        cols[name] = samples[:, i] * scale
+    cols.update((name, samples[:, i] * scale) for name, i, scale in COUNTER_NAMES)
     cols["free_2m_blocks"] = samples[:, N_COUNTERS]
     return pl.DataFrame(cols)
 

@@ -17,7 +17,7 @@ from .constants import (
     NR_MIGRATETYPES, NR_PAGE_ORDERS, PAGE_KERNEL, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_HOLE,
     PG_RESERVED, PMD_PAGES, PUD_PAGES,
 )
-from .layout import C_DM_1G, C_DM_2M, C_DM_4K, N_COUNTERS, N_SCALARS, N_SETTINGS, NIL
+from .layout import A_FAILED, C_DM_1G, C_DM_2M, C_DM_4K, N_COUNTERS, N_SCALARS, N_SETTINGS, NIL, NO_PAGE
 
 
 # One 16-byte record per 4K page (struct page's fields the model needs).  The State holds
@@ -101,9 +101,7 @@ def new_state(nr_pages_span: int, ncpus: int) -> State:
     n = nr_pages_span
     assert n % PUD_PAGES == 0
     pages = hugemem.zeros(n, PAGE_RECORD)
-    pages["next"] = -1
-    pages["prev"] = -1
-    pages["owner"] = -1
+    pages["next"] = pages["prev"] = pages["owner"] = NIL  # no list, no owner
     return State(
         pg_next=pages["next"],
         pg_prev=pages["prev"],
@@ -116,8 +114,8 @@ def new_state(nr_pages_span: int, ncpus: int) -> State:
         pb_pin=np.zeros(n // PAGEBLOCK_NR_PAGES, np.int32),
         pmd_map=np.zeros(n // PMD_PAGES, np.uint8),
         pud_map=np.zeros(n // PUD_PAGES, np.uint8),
-        pmd_pt=np.full(n // PMD_PAGES, -1, np.int32),
-        pud_pt=np.full(n // PUD_PAGES, -1, np.int32),
+        pmd_pt=np.full(n // PMD_PAGES, NO_PAGE, np.int32),
+        pud_pt=np.full(n // PUD_PAGES, NO_PAGE, np.int32),
         free_head=np.full((NR_PAGE_ORDERS, NR_MIGRATETYPES), -1, np.int32),
         free_tail=np.full((NR_PAGE_ORDERS, NR_MIGRATETYPES), -1, np.int32),
         nr_free=np.zeros((NR_PAGE_ORDERS, NR_MIGRATETYPES), np.int64),
@@ -128,11 +126,11 @@ def new_state(nr_pages_span: int, ncpus: int) -> State:
         cache_head=np.full((PAGEBLOCK_ORDER + 1, 1), NIL, np.int32),
         cache_tail=np.full((PAGEBLOCK_ORDER + 1, 1), NIL, np.int32),
         cache_nr=np.zeros((PAGEBLOCK_ORDER + 1, 1), np.int64),
-        pack_pfn=np.full(1, -1, np.int32),  # one unused slot; prog_pack.pack_state sizes them
+        pack_pfn=np.full(1, NO_PAGE, np.int32),  # one unused slot; prog_pack.pack_state sizes them
         pack_list=np.zeros(1, np.int32),
         pack_used=np.zeros(1, np.int32),
         pack_bits=np.zeros((1, 512), np.uint64),
-        alloc_pfn=np.full(1, -1, np.int32),
+        alloc_pfn=np.full(1, A_FAILED, np.int32),
         mig_log=np.zeros((1, 2), np.int64),
         ctr=np.zeros(N_COUNTERS, np.int64),
         par=np.zeros(N_SETTINGS, np.int64),

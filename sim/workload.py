@@ -25,8 +25,6 @@ Memory is the live objects plus one window, whatever the simulated uptime:
 * Reclaimable allocations also enter a FIFO (slot, generation) in allocation order:
   kswapd frees the oldest first (engine.kswapd_reclaim).
 """
-from __future__ import annotations
-
 import math
 from collections import namedtuple
 
@@ -65,10 +63,10 @@ def alloc_chunks(info):
 NB = 1024  # calendar ring buckets (windows ahead kept in the ring); bucket NB is the far list
 CH = 64  # entries per calendar chunk (the worst-case reserve, 2 NB chunks, stays small)
 GID_SHIFT = 40  # an object's global id: caller << GID_SHIFT | index
+FILL_WINDOW = -1  # window_index of the fill phase (t < 0)
 
 # Live.g: int64 scalars of the stream
-(G_FREE_SLOTS, G_FREE_CHUNKS, G_RQ_HEAD, G_RQ_TAIL, G_LIVE_SLOTS, G_LIVE_OBJS, G_WINDOW) = range(7)
-N_G = 7
+G_FREE_SLOTS, G_FREE_CHUNKS, G_RQ_HEAD, G_RQ_TAIL, G_LIVE_SLOTS, G_WINDOW, N_G = range(7)  # N_G: their count
 
 Callers = namedtuple("Callers", [
     "key",  # int64: the caller's random-number key (a hash of its name: adding a caller keeps the others)
@@ -158,7 +156,7 @@ def object_shape(ct, h, c):
         while ct.cdf[c, order] <= u and order < NR_PAGE_ORDERS - 1:
             order += 1
     unit = PAGE_SIZE << order
-    size = -1
+    size = 0  # no size_bytes: whole allocations
     if ct.dist[c, 1, 0] != D_NONE:
         size = np.int64(math.ceil(max(draw(ct.dist[c, 1], h, F_SIZE), 1.0)))
         n = (size + unit - 1) // unit
@@ -205,9 +203,9 @@ def fill_spacings(ct, seed, c):
 
 @njit
 def window_index(t, window):
-    """-1 for the fill phase (t < 0), else floor(t / window)."""
+    """FILL_WINDOW for the fill phase (t < 0), else floor(t / window)."""
     if t < 0.0:
-        return -1
+        return FILL_WINDOW
     return np.int64(math.floor(t / window))
 
 
@@ -295,13 +293,13 @@ def admit_arrivals(ct, lv, seed, w, window, duration, ncpus, o_t, o_head, o_n, m
         cand_t[2 * c + 1], cand_tn[2 * c + 1] = main_arrival(ct, seed, w, window, duration, c, lv.next_k[c],
                                                              lv.next_t[c])
     while True:
-        x = -1
+        x = NIL
         t = math.inf
         for y in range(2 * nc):  # the earliest; ties to the lower caller, its burst first
             if cand_t[y] < t:
                 t = cand_t[y]
                 x = y
-        if x < 0:
+        if x == NIL:
             return m, ADMITTED, 0
         c = x >> 1
         k = lv.burst_k[c] if x % 2 == 0 else lv.next_k[c]
@@ -324,7 +322,6 @@ def admit_arrivals(ct, lv, seed, w, window, duration, ncpus, o_t, o_head, o_n, m
         m += 1
         if math.isfinite(t_free):
             calendar_insert(lv, bucket_of(t_free, w, window), t_free, (np.int64(c) << GID_SHIFT) | k, head, n)
-            g[G_LIVE_OBJS] += 1
         if x % 2 == 0:
             lv.burst_k[c] = k + 1
             cand_t[x] = burst_arrival(ct, w, window, duration, c, k + 1)
@@ -389,7 +386,7 @@ def due_frees(lv, w, window, duration, out_t, out_gid, out_head, out_n):
     by the caller: bucket count, plus the far list's at the start of a ring turn, when it is
     redistributed). Frees at or after the duration stay queued for a continued run."""
     b = (w + 1) % NB
-    if b == 0 and w >= 0:  # a new turn of the ring: the far list's entries move closer
+    if b == 0 and w != FILL_WINDOW:  # a new turn of the ring: the far list's entries move closer
         c = calendar_take(lv, NB)
         while c != NIL:
             for e in range(c * CH, c * CH + lv.ck_fill[c]):
@@ -411,7 +408,6 @@ def due_frees(lv, w, window, duration, out_t, out_gid, out_head, out_n):
         c = chunk_release(lv, c)
     for x in range(out_t.shape[0] - kept, out_t.shape[0]):
         calendar_insert(lv, b, out_t[x], out_gid[x], out_head[x], out_n[x])
-    lv.g[G_LIVE_OBJS] -= m
     return m
 
 
@@ -595,7 +591,7 @@ class Stream:
         next_k = np.where(burst, ct.n0, 0)
         next_t = np.array([gap(ct, self.seed, c, next_k[c]) if next_k[c] == ct.n0[c] else 0.0 for c in range(nc)])
         g = np.zeros(N_G, np.int64)
-        g[G_WINDOW] = -1  # the next window to generate
+        g[G_WINDOW] = FILL_WINDOW  # the next window to generate
         i32 = np.zeros(0, np.int32)
         self.lv = Live(a_pfn=i32, a_info=np.zeros(0, np.int64), a_next=i32, a_gen=np.zeros(0, np.uint32),
                        slot_free=i32, ck_t=np.zeros(0), ck_gid=np.zeros(0, np.int64), ck_head=i32, ck_n=i32,
@@ -691,7 +687,7 @@ class Stream:
         n_allocs = int(o_n.sum())
         lv = self.lv
         b = (w + 1) % NB
-        size = int(lv.cal_count[b] + (lv.cal_count[NB] if b == 0 and w >= 0 else 0))
+        size = int(lv.cal_count[b] + (lv.cal_count[NB] if b == 0 and w != FILL_WINDOW else 0))
         self._reserve_chunks(size // CH + 2 * NB + 4)
         lv = self.lv
         if self._frees[0].shape[0] < size:  # kept between windows: fresh pages cost faults and zeroing
@@ -712,7 +708,7 @@ class Stream:
         # 1.1 s, loop 10 -> 13-14 M events/s); which slot an allocation gets changes no result
         freed = lv.slot_free[top:int(g[G_FREE_SLOTS])]
         freed[:] = np.sort(freed)[::-1]
-        end = 0.0 if w < 0 else (w + 1) * self.window
+        end = 0.0 if w == FILL_WINDOW else (w + 1) * self.window
         lv.reached[0] = min(end, self.duration)
         g[G_WINDOW] = w + 1 if end <= self.duration else w
         return Window(w, ev_time, ev_code, ev_info)
@@ -720,7 +716,3 @@ class Stream:
     @property
     def live_allocations(self) -> int:
         return int(self.lv.g[G_LIVE_SLOTS])
-
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.lv) + sum(a.nbytes for a in self.ct)
