@@ -50,6 +50,8 @@ def identity(sc) -> dict:
 
 def save(path, run, snapshot: bool = False) -> None:
     """Write the run's state to path atomically (a temporary file, then rename)."""
+    if run.ahead is not None:
+        raise RuntimeError("a window was built ahead (Run.step(overlap=True)): checkpoint after a step without")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"s.{k}": v for k, v in run.s._asdict().items() if k not in NOT_SAVED}
@@ -101,6 +103,7 @@ def _restore(run, z, meta):
     run.k = k
     run.clock[:] = z["clock"]
     run.events = int(meta["events"])
+    run._t = run.stream.time_reached
     return run
 
 

@@ -9,7 +9,10 @@ resumed from it; `save_machine` keeps a whole aged machine that later runs start
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
 import numpy as np
@@ -58,17 +61,43 @@ class Run:
         self.k = 0  # samples taken
         self.events = 0
         self.loop_s = 0.0
+        self._t = self.stream.time_reached
+        self.ahead = None  # the next window, built while this one ran (step(overlap=True))
 
     @property
     def t(self) -> float:
-        """Simulated time reached: the start of the next window."""
-        return self.stream.time_reached
+        """Simulated time reached by the windows run: the start of the next window."""
+        return self._t
 
-    def step(self, progress: Optional[Callable[[int], None]] = None) -> bool:
-        """Generate and run the next window; False after the last one."""
-        win = self.stream.next_window()
-        if win is None:
-            return False
+    def step(self, progress: Optional[Callable[[int], None]] = None, overlap: bool = False) -> bool:
+        """Generate and run the next window; False after the last one. With overlap, the next
+        window is admitted before this one runs and built next to its loop, in a thread
+        (Stream.build_window writes nothing the loop reads; its frees' slots are released only
+        after the loop): the same events and results, but the stream is then a window ahead,
+        so a checkpoint is only taken after a step without overlap."""
+        if self.ahead is None:
+            plan = self.stream.admit_window()
+            if plan is None:
+                return False
+            self.ahead = self.stream.build_window(plan)
+        win, freed = self.ahead
+        self.ahead = None
+        plan = self.stream.admit_window() if overlap else None
+        building = _builder().submit(self.stream.build_window, plan) if plan is not None else None
+        try:
+            self._run_window(win, progress)
+        finally:
+            if building is not None:
+                self.ahead = building.result()
+        self.stream.release_slots(freed)
+        self._t = win.t_end
+        return True
+
+    def next_t_end(self) -> float:
+        """The simulated time the next step reaches."""
+        return self.ahead[0].t_end if self.ahead is not None else self.stream.next_window_end()
+
+    def _run_window(self, win, progress) -> None:
         # migration (compaction.py) updates an allocation's pfn through State.alloc_pfn: the
         # very array the loop indexes (the stream replaces lv.a_pfn when it grows the slots)
         self.s = self.s._replace(alloc_pfn=self.stream.lv.a_pfn)
@@ -83,7 +112,6 @@ class Run:
                 progress(stop - start)
         self.loop_s += time.perf_counter() - t0
         self.events += n
-        return True
 
     def finish(self) -> None:
         self.k = sample_until(self.s, self.samples, self.clock, self.k, float(self.sc.workload.duration_s))
@@ -104,6 +132,20 @@ class Run:
         )
 
 
+@functools.cache
+def _builder() -> ThreadPoolExecutor:
+    """The thread that builds the next window while the loop runs (both release the GIL)."""
+    return ThreadPoolExecutor(1, thread_name_prefix="dmfrag-window")
+
+
+def overlap_default() -> bool:
+    """Build windows next to the loop when this process may use two CPUs or more."""
+    try:
+        return len(os.sched_getaffinity(0)) >= 2
+    except (AttributeError, OSError):
+        return (os.cpu_count() or 1) >= 2
+
+
 def start(sc) -> Run:
     """A fresh run, the last checkpoint of this config, or a saved machine to continue."""
     if sc.checkpoint_path:
@@ -115,17 +157,22 @@ def start(sc) -> Run:
     return Run(sc)
 
 
-def simulate(cfg, progress: Optional[Callable[[float, float], None]] = None) -> SimResult:
+def simulate(cfg, progress: Optional[Callable[[float, float], None]] = None,
+             overlap: Optional[bool] = None) -> SimResult:
     """Run one simulation. `cfg`: a DictConfig from load_config(), a dict or a SimConfig.
-    `progress(simulated_s, duration_s)` is called between chunks of the loop."""
+    `progress(simulated_s, duration_s)` is called between chunks of the loop. `overlap`: build
+    the next window in a thread while the loop runs (default: with two CPUs or more; a sweep's
+    tasks, one per CPU, pass False). Results are the same either way."""
     sc = to_sim_config(cfg)
+    overlap = overlap_default() if overlap is None else overlap
     t0 = time.perf_counter()
     run = start(sc)
     duration = float(sc.workload.duration_s)
     every = sc.checkpoint_every_s
     next_ckpt = (np.floor(max(run.t, 0.0) / every) + 1) * every if sc.checkpoint_path else np.inf
-    tick = (lambda _n: progress(min(max(run.stream.time_reached, 0.0), duration), duration)) if progress else None
-    while run.step(tick):
+    tick = (lambda _n: progress(min(max(run.t, 0.0), duration), duration)) if progress else None
+    # no window built ahead across a checkpoint: the state saved is the stream's at that time
+    while run.step(tick, overlap and not next_ckpt <= run.next_t_end() < duration):
         if run.t >= next_ckpt and run.t < duration:
             checkpoint.save(sc.checkpoint_path, run)
             next_ckpt = (np.floor(run.t / every) + 1) * every
@@ -142,7 +189,7 @@ def save_machine(cfg, path) -> SimResult:
     sc = to_sim_config(cfg)
     t0 = time.perf_counter()
     run = start(sc)
-    while run.step():
+    while run.step(overlap=overlap_default()):
         pass
     checkpoint.save(path, run, snapshot=True)
     run.finish()

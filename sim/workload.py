@@ -507,13 +507,14 @@ def sort_frees(t, gid, head, n, tmp_t, tmp_gid, tmp_head, tmp_n, ends):
 
 
 @njit
-def expand_window(lv, t_obj, h_obj, n_obj, t_fr, h_fr, n_fr, ev_time, ev_code, ev_info):
+def expand_window(lv, t_obj, h_obj, n_obj, t_fr, h_fr, n_fr, ev_time, ev_code, ev_info, freed):
     """Merge the window's allocations (objects in time order) with its frees (entries in free
     time order): one event per allocation slot, code = slot << 1 | is_free. A free sorts after
-    an allocation at the same time. Freed slots go back on the free stack here: they are
-    reused by the next window's allocations, after the loop has run this one."""
-    g = lv.g
+    an allocation at the same time. The freed slots go into `freed` (Stream.release_slots puts
+    them back on the free stack once the loop has run this window). Reads the slot arrays the
+    admission wrote, writes only its outputs: it may run next to the previous window's loop."""
     e = 0
+    f = 0
     i = 0
     j = 0
     while i < t_obj.shape[0] or j < t_fr.shape[0]:
@@ -531,9 +532,8 @@ def expand_window(lv, t_obj, h_obj, n_obj, t_fr, h_fr, n_fr, ev_time, ev_code, e
             ev_info[e] = lv.a_info[slot]
             e += 1
             if is_free:
-                lv.slot_free[g[G_FREE_SLOTS]] = slot
-                g[G_FREE_SLOTS] += 1
-                g[G_LIVE_SLOTS] -= 1
+                freed[f] = slot
+                f += 1
             if x + 1 < n:  # the chain's end is known: no cache miss on a_next for most objects
                 slot = lv.a_next[slot]
     return e
@@ -570,8 +570,9 @@ def _stack_grown(stack: np.ndarray, k: int, old: int, new: int) -> np.ndarray:
     return out
 
 
-class Window(namedtuple("Window", ["index", "ev_time", "ev_code", "ev_info"])):
-    """One window's events: time, slot << 1 | is_free, allocation word."""
+class Window(namedtuple("Window", ["index", "ev_time", "ev_code", "ev_info", "t_end"])):
+    """One window's events: time, slot << 1 | is_free, allocation word; t_end: the simulated
+    time the run reaches with it."""
 
     @property
     def n_events(self) -> int:
@@ -675,43 +676,71 @@ class Stream:
             else:
                 self._reserve_rq(amount)
 
-    def next_window(self):
-        """The next window's events, or None once the run's duration is reached. A window cut
-        by the duration is generated again, for the rest of it, when a run continues further."""
-        g = self.lv.g
-        w = int(g[G_WINDOW])
+    def next_window_end(self) -> float:
+        """The simulated time the next window reaches (admit_window's end of it)."""
+        w = int(self.lv.g[G_WINDOW])
+        return min(0.0 if w == FILL_WINDOW else (w + 1) * self.window, self.duration)
+
+    def admit_window(self):
+        """The first half of the next window: its arrivals admitted (slots, words, reclaim FIFO,
+        calendar; serial, between loops) and the reserves its frees need. Returns what
+        build_window needs, or None once the run's duration is reached. A window cut by the
+        duration is generated again, for the rest of it, when a run continues further."""
         if self.time_reached >= self.duration:
             return None
+        g = self.lv.g
+        w = int(g[G_WINDOW])
         m = self._admit_arrivals(w)
-        ot, heads, o_n = self.o_t[:m], self.o_head[:m], self.o_n[:m]
-        n_allocs = int(o_n.sum())
-        lv = self.lv
         b = (w + 1) % NB
-        size = int(lv.cal_count[b] + (lv.cal_count[NB] if b == 0 and w != FILL_WINDOW else 0))
+        size = int(self.lv.cal_count[b] + (self.lv.cal_count[NB] if b == 0 and w != FILL_WINDOW else 0))
         self._reserve_chunks(size // CH + 2 * NB + 4)
-        lv = self.lv
         if self._frees[0].shape[0] < size:  # kept between windows: fresh pages cost faults and zeroing
             n = max(size, 2 * self._frees[0].shape[0])
             self._frees = [np.empty(n, a.dtype) for a in self._frees]
             self._sort_tmp = [np.empty(n, a.dtype) for a in self._sort_tmp]
             self._ends = np.empty(n // 2 + 2052, np.int64)
+        end = 0.0 if w == FILL_WINDOW else (w + 1) * self.window
+        self.lv.reached[0] = min(end, self.duration)
+        g[G_WINDOW] = w + 1 if end <= self.duration else w
+        return w, m, float(self.lv.reached[0])
+
+    def build_window(self, plan):
+        """The second half: the window's due frees, sorted, merged with its arrivals into events.
+        It writes only the calendar and its own buffers, so it may run while the event loop runs
+        the previous window. Returns (Window, the slots it frees)."""
+        w, m, t_end = plan
+        lv = self.lv
+        ot, heads, o_n = self.o_t[:m], self.o_head[:m], self.o_n[:m]
         nf = due_frees(lv, w, self.window, self.duration, *self._frees)
         fr = [a[:nf] for a in self._frees]
         sort_frees(*fr, *(a[:nf] for a in self._sort_tmp), self._ends)
-        n_ev = n_allocs + int(fr[3].sum())
-        ev_time, ev_code, ev_info = np.zeros(n_ev), np.zeros(n_ev, np.int64), np.zeros(n_ev, np.int64)
+        n_allocs, n_frees = int(o_n.sum()), int(fr[3].sum())
+        ev_time, ev_code, ev_info = np.zeros(n_allocs + n_frees), np.zeros(n_allocs + n_frees, np.int64), \
+            np.zeros(n_allocs + n_frees, np.int64)
+        freed = np.empty(n_frees, np.int32)
+        expand_window(lv, ot, heads, o_n, fr[0], fr[2], fr[3], ev_time, ev_code, ev_info, freed)
+        return Window(w, ev_time, ev_code, ev_info, t_end), freed
+
+    def release_slots(self, freed: np.ndarray) -> None:
+        """A run window's freed slots back on the free stack, in descending order: the next
+        allocations take them in ascending order, so admit's and the loop's writes to the slot
+        arrays walk memory forwards instead of at random (64 GiB production_busy: admit 2.0 ->
+        1.1 s, loop 10 -> 13-14 M events/s); which slot an allocation gets changes no result."""
+        g = self.lv.g
         top = int(g[G_FREE_SLOTS])
-        expand_window(lv, ot, heads, o_n, fr[0], fr[2], fr[3], ev_time, ev_code, ev_info)
-        # the slots this window frees, in descending order on the free stack: the next window's
-        # allocations take them in ascending order, so admit's and the loop's writes to the slot
-        # arrays walk memory forwards instead of at random (64 GiB production_busy: admit 2.0 ->
-        # 1.1 s, loop 10 -> 13-14 M events/s); which slot an allocation gets changes no result
-        freed = lv.slot_free[top:int(g[G_FREE_SLOTS])]
-        freed[:] = np.sort(freed)[::-1]
-        end = 0.0 if w == FILL_WINDOW else (w + 1) * self.window
-        lv.reached[0] = min(end, self.duration)
-        g[G_WINDOW] = w + 1 if end <= self.duration else w
-        return Window(w, ev_time, ev_code, ev_info)
+        self.lv.slot_free[top:top + freed.shape[0]] = np.sort(freed)[::-1]
+        g[G_FREE_SLOTS] += freed.shape[0]
+        g[G_LIVE_SLOTS] -= freed.shape[0]
+
+    def next_window(self):
+        """The next window's events (admit_window, build_window, release_slots in a row), or None
+        once the run's duration is reached."""
+        plan = self.admit_window()
+        if plan is None:
+            return None
+        win, freed = self.build_window(plan)
+        self.release_slots(freed)
+        return win
 
     @property
     def live_allocations(self) -> int:

@@ -79,7 +79,7 @@ def run_one(h: str, sc, opts: dict) -> dict[str, Any]:
         if fail_if and _matches(sc, fail_if):
             raise RuntimeError(f"injected failure ({FAIL_ENV}={fail_if})")
         sc, ckpt = with_checkpoint(h, sc, opts.get("checkpoint_dir"))
-        res = sim.simulate(sc)
+        res = sim.simulate(sc, overlap=False)  # one task per CPU: no window-building thread
         if ckpt:
             ckpt.unlink(missing_ok=True)  # recorded from here on; the checkpoint is no longer needed
         out["counters"] = {k: float(v) for k, v in res.counters.items()}

@@ -79,6 +79,30 @@ def test_window_size_does_not_change_results():
         assert r.timeseries.equals(res[0].timeseries)
 
 
+@pytest.mark.parametrize("policy", ["none", "unmapped_cache", "freetype"])
+def test_window_built_next_to_the_loop_changes_nothing(tmp_path, policy):
+    """Run.step(overlap=True) admits the next window before the loop and builds it in a thread
+    while the loop runs: bit-identical results to one window at a time, with reclaim, compaction
+    and a policy's cache at work; checkpoints are taken with no window built ahead."""
+    from sim import checkpoint
+    from sim.simulate import Run
+
+    ov = ["machine=small", "workload=thp_churn", "workload.duration_s=240", "window_s=7",
+          f"policy={policy}"]
+    one, both = (sim.simulate(sim.load_config(ov), overlap=o) for o in (False, True))
+    drop = {"events_per_second": 0}
+    assert both.counters | drop == one.counters | drop
+    assert both.counters["kswapd_runs"] > 0 and both.counters["pgmigrate_success"] > 0
+    assert np.array_equal(both.samples, one.samples) and np.array_equal(both.directmap, one.directmap)
+    ck = ov + ["checkpoint_every_s=50", f"checkpoint_path={tmp_path / 'c.npz'}"]
+    assert sim.simulate(sim.load_config(ck), overlap=True).counters | drop == one.counters | drop
+    assert checkpoint._read(tmp_path / "c.npz")[1]["t"] == 203.0  # the last one: the first window end >= 200
+    run = Run(to_sim_config(sim.load_config(ov)))
+    run.step(overlap=True)
+    with pytest.raises(RuntimeError, match="built ahead"):
+        checkpoint.save(tmp_path / "d.npz", run)
+
+
 def test_same_seed_same_stream_and_callers_independent():
     _, a = stream_events(SMALL, 30)
     _, b = stream_events(SMALL, 30)
