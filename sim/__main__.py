@@ -46,12 +46,12 @@ def run(cfg: DictConfig) -> dict:
     from tqdm import tqdm
 
     from .picture import save_png
-    from .simulate import simulate
+    from .simulate import overlap_default, simulate
 
     sc = to_sim_config(cfg)  # validate before any work
     from . import memory
 
-    memory.check(sc, *memory.limit_from_env())  # and refuse a run that cannot fit
+    memory.check(sc, *memory.limit_from_env(), overlap=overlap_default())  # refuse a run that cannot fit
     out = Path(HydraConfig.get().runtime.output_dir)
     duration = float(sc.workload.duration_s)
     bar = tqdm(total=duration, unit="s", unit_scale=True, desc="simulated", file=sys.stderr,

@@ -8,6 +8,9 @@
     window  the largest window's events: the fill phase (every object alive at boot at once)
             or window_s of arrivals and frees; ~60 B per event (event arrays 24 B, the window's
             object columns and sorts)
+    ahead   with overlap (simulate()'s default on 2+ CPUs, never in a sweep's tasks): the next
+            window built and the one after drawn while the loop runs, ~110 B per event of a
+            steady window (64 GiB production_busy 1 h: 1,195 MiB peak without, 1,403 with)
     base    the interpreter, numpy, numba's compiled model, polars
 
 Memory does not grow with duration_s beyond the live objects (64 GiB production_busy: 1.0 GB
@@ -27,6 +30,7 @@ STATE_BYTES_PER_PAGE = 18  # 16 per page record (with the owner for migration) +
 BYTES_PER_LIVE_ALLOC = 40  # slot (pfn, word, chain, generation), free stack, reclaim FIFO, x2 growth headroom
 BYTES_PER_LIVE_OBJECT = 48  # calendar entry (free time, id, first slot, count), x2 headroom
 BYTES_PER_WINDOW_EVENT = 60  # event arrays + the window's object columns, sorts and gathers
+BYTES_PER_AHEAD_EVENT = 110  # overlap: one more window's events, draws and buffers (measured)
 BASE_BYTES = 250 << 20  # interpreter + numpy + numba model + polars (a 1 GiB run peaks at 212 MiB)
 PAGE_SIZE = 4096
 
@@ -57,7 +61,8 @@ def parse_bytes(text) -> int:
 
 
 def _caller_load(c, duration: float, window: float, managed_pages: int, utilisation: float):
-    """(live objects, live allocations, largest window's events) of one caller."""
+    """(live objects, live allocations, largest window's events, a steady window's events) of
+    one caller."""
     from .workload import dist_mean
 
     w = [max(float(x), 0.0) for x in c.order_mix]
@@ -75,23 +80,25 @@ def _caller_load(c, duration: float, window: float, managed_pages: int, utilisat
         n0, rate = float(c.initial), float(c.rate_per_s)
     live = n0 + rate * min(duration, life if math.isfinite(life) else duration)
     window_events = max(n0, 2 * rate * min(window, duration)) * allocs
-    return live, live * allocs, window_events
+    return live, live * allocs, window_events, 2 * rate * min(window, duration) * allocs
 
 
-def estimate(sc: SimConfig) -> Estimate:
-    """Peak resident memory of one run of `sc`, in bytes, with the contribution of each key."""
+def estimate(sc: SimConfig, overlap: bool = False) -> Estimate:
+    """Peak resident memory of one run of `sc`, in bytes, with the contribution of each key;
+    `overlap`: the run builds its next window next to the loop (simulate(overlap=True))."""
     pages = sc.machine.mem_mib * 256
     parts = {f"machine.mem_mib={sc.machine.mem_mib} (state)": pages * STATE_BYTES_PER_PAGE}
     duration = float(sc.workload.duration_s)
     for name, c in sc.workload.callers.items():
-        objects, allocs, window_events = _caller_load(c, duration, float(sc.window_s), pages,
-                                                      sc.workload.target_utilisation)
+        objects, allocs, window_events, steady = _caller_load(c, duration, float(sc.window_s), pages,
+                                                              sc.workload.target_utilisation)
         what = (f"workload.callers.{name}.share={c.share:g} x machine.mem_mib" if c.background else
                 f"workload.callers.{name}.rate_per_s={c.rate_per_s:g} x lifetime"
                 + (f" + initial={c.initial}" if c.initial else ""))
         parts[f"{what} ({allocs:.3g} live allocations)"] = int(allocs * BYTES_PER_LIVE_ALLOC
                                                                 + objects * BYTES_PER_LIVE_OBJECT
-                                                                + window_events * BYTES_PER_WINDOW_EVENT)
+                                                                + window_events * BYTES_PER_WINDOW_EVENT
+                                                                + overlap * steady * BYTES_PER_AHEAD_EVENT)
     parts["base (interpreter, numba, libraries)"] = BASE_BYTES
     parts = dict(sorted(parts.items(), key=lambda kv: -kv[1]))
     return Estimate(int(sum(parts.values())), parts)
@@ -110,10 +117,10 @@ def node_memory() -> int:
     return total
 
 
-def check(sc: SimConfig, limit: int, what: str) -> Estimate:
+def check(sc: SimConfig, limit: int, what: str, overlap: bool = False) -> Estimate:
     """Raise ConfigError naming the dominant key (and the next one) when the estimate exceeds
     `limit` bytes."""
-    est = estimate(sc)
+    est = estimate(sc, overlap)
     if est.total > limit:
         label = next((k for k in est.parts if "=" in k), "")
         key, _, rest = label.partition("=")

@@ -73,8 +73,9 @@ class Run:
         """Generate and run the next window; False after the last one. With overlap, the next
         window is admitted before this one runs and built next to its loop, in a thread
         (Stream.build_window writes nothing the loop reads; its frees' slots are released only
-        after the loop): the same events and results, but the stream is then a window ahead,
-        so a checkpoint is only taken after a step without overlap."""
+        after the loop), and the window after it is drawn in that thread while the main one
+        admits (draw_arrivals is pure): the same events and results, but the stream is then a
+        window ahead, so a checkpoint is only taken after a step without overlap."""
         if self.ahead is None:
             plan = self.stream.admit_window()
             if plan is None:
@@ -82,11 +83,20 @@ class Run:
             self.ahead = self.stream.build_window(plan)
         win, freed = self.ahead
         self.ahead = None
-        plan = self.stream.admit_window() if overlap else None
-        building = _builder().submit(self.stream.build_window, plan) if plan is not None else None
+        es = self.stream
+        drawing = building = None
+        if overlap and es.time_reached < es.duration:
+            if es.drawn is None:
+                es.drawn = es.draw_window(es.next_window_index(), (es.lv.next_k, es.lv.next_t, es.lv.burst_k))
+            drawing = _builder().submit(es.draw_window, es.drawn.w + 1,
+                                        (es.drawn.next_k, es.drawn.next_t, es.drawn.burst_k))
+            plan = es.admit_window()  # the drawn window's arrivals, while the one after is drawn
+            building = _builder().submit(es.build_window, plan) if plan is not None else None
         try:
             self._run_window(win, progress)
         finally:
+            if drawing is not None:
+                es.drawn = drawing.result()
             if building is not None:
                 self.ahead = building.result()
         self.stream.release_slots(freed)

@@ -13,7 +13,7 @@ Memory is the live objects plus one window, whatever the simulated uptime:
   k < n0 arrive in the fill phase (t in [-1, 0): the objects alive at boot, in boot order)
   or, with `at_s`, all at at_s; objects k >= n0 in a Poisson process from t = 0 (object k
   one exponential gap after object k - 1). The callers' sources are merged by time as they
-  are admitted (admit_arrivals), one pass per window.
+  are drawn (draw_arrivals, pure: it may run a window ahead) and admitted (admit_arrivals).
 * Window w holds the events whose time t has `window_index(t) == w` (w = -1: the fill
   phase; then [w W, (w + 1) W)). Within a window events are sorted by (time, alloc before
   free, caller, object), so the whole run sees the same event sequence for any window size.
@@ -276,22 +276,19 @@ def admit_slots(ct, lv, c, h, n, tail, base, reclaimable):
 
 
 @njit
-def admit_arrivals(ct, lv, seed, w, window, duration, ncpus, o_t, o_head, o_n, m, cand_t, cand_tn):
-    """The objects arriving in window w, in (time, caller, index) order, from o_*[m] on: each
-    gets its shape and CPU (keyed draws), its slots and allocation words (the last one holds
-    an image's tail chunks; AF_ACTION by on_alloc_fraction), a calendar entry when its
-    lifetime is finite, and its reclaimable slots join the reclaim FIFO in the same order.
-    A caller has two sources merged by time: its burst at at_s, and its fill phase then Poisson
-    arrivals (lv.burst_k, lv.next_k / next_t). Returns (objects in o_*, ADMITTED), or
-    (objects so far, NEED_*, how many) before an object the reserve cannot take: nothing of
-    that object is consumed, the caller grows the reserve and calls again. cand_t / cand_tn:
-    scratch of 2 x callers, [2c] caller c's burst, [2c + 1] its main source."""
-    g = lv.g
+def draw_arrivals(ct, next_k, next_t, burst_k, seed, w, window, duration, ncpus, d_t, d_tfree, d_gid, d_word,
+                  d_n, d_tail, m, cand_t, cand_tn):
+    """The objects arriving in window w, in (time, caller, index) order, from d_*[m] on: each
+    one's keyed draws (shape, CPU, lifetime) and its allocation word; the cursors (next_k /
+    next_t, burst_k) advance. A caller has two sources merged by time: its burst at at_s, and
+    its fill phase then Poisson arrivals. Pure (it touches no slot, FIFO or calendar), so it may
+    run ahead in the builder thread. Returns (objects in d_*, ADMITTED), or (objects so far,
+    NEED_OUT) when d_* is full: the caller grows it and calls again. cand_t / cand_tn: scratch
+    of 2 x callers, [2c] caller c's burst, [2c + 1] its main source."""
     nc = ct.n0.shape[0]
     for c in range(nc):
-        cand_t[2 * c] = burst_arrival(ct, w, window, duration, c, lv.burst_k[c])
-        cand_t[2 * c + 1], cand_tn[2 * c + 1] = main_arrival(ct, seed, w, window, duration, c, lv.next_k[c],
-                                                             lv.next_t[c])
+        cand_t[2 * c] = burst_arrival(ct, w, window, duration, c, burst_k[c])
+        cand_t[2 * c + 1], cand_tn[2 * c + 1] = main_arrival(ct, seed, w, window, duration, c, next_k[c], next_t[c])
     while True:
         x = NIL
         t = math.inf
@@ -300,35 +297,58 @@ def admit_arrivals(ct, lv, seed, w, window, duration, ncpus, o_t, o_head, o_n, m
                 t = cand_t[y]
                 x = y
         if x == NIL:
-            return m, ADMITTED, 0
+            return m, ADMITTED
+        if m == d_t.shape[0]:
+            return m, NEED_OUT
         c = x >> 1
-        k = lv.burst_k[c] if x % 2 == 0 else lv.next_k[c]
+        k = burst_k[c] if x % 2 == 0 else next_k[c]
         h = obj_key(seed, ct.key[c], k)
         order, n, tail, big = object_shape(ct, h, c)
-        if m == o_t.shape[0]:
-            return m, NEED_OUT, 1
-        if g[G_FREE_SLOTS] < n:
-            return m, NEED_SLOTS, n
-        if g[G_FREE_CHUNKS] < 1:
-            return m, NEED_CHUNKS, 1
-        reclaimable = ct.flags[c] & AF_RECLAIMABLE
-        if reclaimable and lv.rq_slot.shape[0] - (g[G_RQ_TAIL] - g[G_RQ_HEAD]) < n:
-            return m, NEED_RQ, n
         cpu = min(np.int64(field_uniform(h, F_CPU) * ncpus), ncpus - 1)
-        t_free = t + max(draw(ct.dist[c, 2], h, F_LIFE), 1e-9)
-        base = ev_word(order, c, cpu, ct.flags[c] | (AF_NO_PACK if big else 0), 0)
-        head = admit_slots(ct, lv, c, h, n, tail, base, reclaimable)
-        o_t[m], o_head[m], o_n[m] = t, head, n
+        d_t[m] = t
+        d_tfree[m] = t + max(draw(ct.dist[c, 2], h, F_LIFE), 1e-9)
+        d_gid[m] = (np.int64(c) << GID_SHIFT) | k
+        d_word[m] = ev_word(order, c, cpu, ct.flags[c] | (AF_NO_PACK if big else 0), 0)
+        d_n[m], d_tail[m] = n, tail
         m += 1
-        if math.isfinite(t_free):
-            calendar_insert(lv, bucket_of(t_free, w, window), t_free, (np.int64(c) << GID_SHIFT) | k, head, n)
         if x % 2 == 0:
-            lv.burst_k[c] = k + 1
+            burst_k[c] = k + 1
             cand_t[x] = burst_arrival(ct, w, window, duration, c, k + 1)
         else:
-            lv.next_k[c] = k + 1
-            lv.next_t[c] = cand_tn[x]
+            next_k[c] = k + 1
+            next_t[c] = cand_tn[x]
             cand_t[x], cand_tn[x] = main_arrival(ct, seed, w, window, duration, c, k + 1, cand_tn[x])
+
+
+@njit
+def admit_arrivals(ct, lv, seed, w, window, d_t, d_tfree, d_gid, d_word, d_n, d_tail, i, count, o_t, o_head,
+                   o_n, m):
+    """Admit the drawn objects d_*[i:count] of window w, in order, into o_*[m:]: each gets its
+    slots and allocation words (the last one holds an image's tail chunks; AF_ACTION by
+    on_alloc_fraction), a calendar entry when its lifetime is finite, and its reclaimable slots
+    join the reclaim FIFO in the same order. Returns (i, m, ADMITTED, 0), or (i, m, NEED_*, how
+    many) before an object the reserve cannot take: the caller grows it and calls again."""
+    g = lv.g
+    while i < count:
+        c = d_gid[i] >> GID_SHIFT
+        n = d_n[i]
+        if m == o_t.shape[0]:
+            return i, m, NEED_OUT, 1
+        if g[G_FREE_SLOTS] < n:
+            return i, m, NEED_SLOTS, n
+        if g[G_FREE_CHUNKS] < 1:
+            return i, m, NEED_CHUNKS, 1
+        reclaimable = ct.flags[c] & AF_RECLAIMABLE
+        if reclaimable and lv.rq_slot.shape[0] - (g[G_RQ_TAIL] - g[G_RQ_HEAD]) < n:
+            return i, m, NEED_RQ, n
+        h = obj_key(seed, ct.key[c], d_gid[i] & ((np.int64(1) << GID_SHIFT) - 1))  # the on_alloc_fraction draws
+        head = admit_slots(ct, lv, c, h, n, d_tail[i], d_word[i], reclaimable)
+        o_t[m], o_head[m], o_n[m] = d_t[i], head, n
+        m += 1
+        if math.isfinite(d_tfree[i]):
+            calendar_insert(lv, bucket_of(d_tfree[i], w, window), d_tfree[i], d_gid[i], head, n)
+        i += 1
+    return i, m, ADMITTED, 0
 
 
 @njit
@@ -570,6 +590,11 @@ def _stack_grown(stack: np.ndarray, k: int, old: int, new: int) -> np.ndarray:
     return out
 
 
+# one window's drawn arrivals (draw_arrivals): time, free time, object id, allocation word,
+# allocations, tail chunks per object; the callers' cursors after them
+Drawn = namedtuple("Drawn", ["w", "count", "t", "t_free", "gid", "word", "n", "tail", "next_k", "next_t", "burst_k"])
+
+
 class Window(namedtuple("Window", ["index", "ev_time", "ev_code", "ev_info", "t_end"])):
     """One window's events: time, slot << 1 | is_free, allocation word; t_end: the simulated
     time the run reaches with it."""
@@ -601,7 +626,9 @@ class Stream:
                        rq_slot=np.zeros(16, np.int32), rq_gen=np.zeros(16, np.uint32),
                        next_k=next_k.astype(np.int64), next_t=next_t,
                        burst_k=np.where(burst, 0, ct.n0).astype(np.int64), g=g, reached=np.array([-np.inf]))
-        self._cand = (np.zeros(2 * nc), np.zeros(2 * nc))  # admit_arrivals' sources
+        self.drawn = None  # a window's arrivals drawn ahead (draw_ahead), admitted by admit_window
+        self._draw_size = 1024  # the last window's object count: draw_window's first buffers
+        self._draw_bufs, self._flip = [None, None], 0
         # a window's due frees (time, object id, first slot, allocations) and sort_frees' scratch
         self._frees = [np.empty(0), np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.int64)]
         self._sort_tmp, self._ends = list(self._frees), np.empty(2052, np.int64)
@@ -657,15 +684,43 @@ class Stream:
         """The simulated time up to which events have been generated (-inf before the fill)."""
         return float(self.lv.reached[0])
 
-    def _admit_arrivals(self, w: int) -> int:
-        """admit_arrivals for window w, growing what it runs out of; returns the objects' count."""
+    def draw_window(self, w: int, cursors) -> "Drawn":
+        """draw_arrivals for window w from `cursors` (next_k, next_t, burst_k; copied): pure, so
+        Run.step(overlap=True) runs it a window ahead in the builder thread."""
+        next_k, next_t, burst_k = (a.copy() for a in cursors)
+        nc = self.ct.n0.shape[0]
+        cand = (np.zeros(2 * nc), np.zeros(2 * nc))
+        # two sets of buffers, used in turn (one drawn into while the other's window is admitted),
+        # kept between windows, made smaller once far larger than a window needs (after the fill)
+        self._flip ^= 1
+        bufs = self._draw_bufs[self._flip]
+        if bufs is None or not self._draw_size <= bufs[0].shape[0] <= 4 * self._draw_size:
+            bufs = [np.empty(2 * self._draw_size, dt) for dt in (np.float64, np.float64, np.int64, np.int64,
+                                                                 np.int64, np.int64)]
         m = 0
         while True:
-            lv, g = self.lv, self.lv.g
-            m, need, amount = admit_arrivals(self.ct, lv, self.seed, w, self.window, self.duration, self.ncpus,
-                                             self.o_t, self.o_head, self.o_n, m, *self._cand)
+            m, need = draw_arrivals(self.ct, next_k, next_t, burst_k, self.seed, w, self.window, self.duration,
+                                    self.ncpus, *bufs, m, *cand)
             if need == ADMITTED:
-                return m
+                self._draw_bufs[self._flip] = bufs
+                return Drawn(w, m, *bufs, next_k, next_t, burst_k)
+            bufs = [_grown(a, 2 * a.shape[0]) for a in bufs]
+
+    def _admit_arrivals(self, w: int) -> int:
+        """Window w's objects drawn (or taken as drawn ahead) and admitted, growing what the
+        admission runs out of; the cursors then move past them. Returns the objects' count."""
+        lv = self.lv
+        d = self.drawn if self.drawn is not None and self.drawn.w == w else \
+            self.draw_window(w, (lv.next_k, lv.next_t, lv.burst_k))
+        self.drawn = None
+        self._draw_size = max(1024, d.count)
+        i = m = 0
+        while True:
+            lv, g = self.lv, self.lv.g
+            i, m, need, amount = admit_arrivals(self.ct, lv, self.seed, w, self.window, *d[2:8], i, d.count,
+                                                self.o_t, self.o_head, self.o_n, m)
+            if need == ADMITTED:
+                break
             if need == NEED_OUT:
                 size = 2 * self.o_t.shape[0]
                 self.o_t, self.o_head, self.o_n = (_grown(a, size) for a in (self.o_t, self.o_head, self.o_n))
@@ -675,6 +730,11 @@ class Stream:
                 self._reserve_chunks(int(g[G_FREE_CHUNKS]) + 2 * NB + 4)
             else:
                 self._reserve_rq(amount)
+        lv.next_k[:], lv.next_t[:], lv.burst_k[:] = d.next_k, d.next_t, d.burst_k
+        return m
+
+    def next_window_index(self) -> int:
+        return int(self.lv.g[G_WINDOW])
 
     def next_window_end(self) -> float:
         """The simulated time the next window reaches (admit_window's end of it)."""
