@@ -144,7 +144,8 @@ def ensure_warm(say: Optional[Callable[[str], None]] = None) -> Optional[float]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _cpus() -> int:
+def usable_cpus() -> int:
+    """CPUs this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -165,7 +166,7 @@ def _compile_model(cold: bool) -> None:
     from .simulate import Run, simulate, to_sim_config
 
     helper = None
-    if cold and _cpus() >= 2:
+    if cold and usable_cpus() >= 2:
         root = str(Path(__file__).resolve().parents[1])
         code = f"import sys; sys.path.insert(0, {root!r}); from sim.jitcache import _compile_loop; _compile_loop()"
         # this process's environment as it is: with or without NUMBA_CACHE_DIR, numba places

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
@@ -22,6 +21,7 @@ from .boot import boot
 from .engine import N_SAMPLE_COLS, run_events, sample_until
 from .freetype import freetype_state
 from .hydra_conf import to_sim_config
+from .jitcache import usable_cpus
 from .layout import P_MANAGED
 from .metrics import counters
 from .picture import region_codes
@@ -150,10 +150,7 @@ def _builder() -> ThreadPoolExecutor:
 
 def overlap_default() -> bool:
     """Build windows next to the loop when this process may use two CPUs or more."""
-    try:
-        return len(os.sched_getaffinity(0)) >= 2
-    except (AttributeError, OSError):
-        return (os.cpu_count() or 1) >= 2
+    return usable_cpus() >= 2
 
 
 def start(sc) -> Run:

@@ -341,7 +341,9 @@ def admit_arrivals(ct, lv, seed, w, window, d_t, d_tfree, d_gid, d_word, d_n, d_
         reclaimable = ct.flags[c] & AF_RECLAIMABLE
         if reclaimable and lv.rq_slot.shape[0] - (g[G_RQ_TAIL] - g[G_RQ_HEAD]) < n:
             return i, m, NEED_RQ, n
-        h = obj_key(seed, ct.key[c], d_gid[i] & ((np.int64(1) << GID_SHIFT) - 1))  # the on_alloc_fraction draws
+        h = np.uint64(0)  # the object's key: only its on_alloc_fraction draws need it
+        if ct.act[c] > 0.0:
+            h = obj_key(seed, ct.key[c], d_gid[i] & ((np.int64(1) << GID_SHIFT) - 1))
         head = admit_slots(ct, lv, c, h, n, d_tail[i], d_word[i], reclaimable)
         o_t[m], o_head[m], o_n[m] = d_t[i], head, n
         m += 1
@@ -759,10 +761,10 @@ class Stream:
             self._frees = [np.empty(n, a.dtype) for a in self._frees]
             self._sort_tmp = [np.empty(n, a.dtype) for a in self._sort_tmp]
             self._ends = np.empty(n // 2 + 2052, np.int64)
-        end = 0.0 if w == FILL_WINDOW else (w + 1) * self.window
-        self.lv.reached[0] = min(end, self.duration)
-        g[G_WINDOW] = w + 1 if end <= self.duration else w
-        return w, m, float(self.lv.reached[0])
+        t_end = self.next_window_end()
+        self.lv.reached[0] = t_end
+        g[G_WINDOW] = w + 1 if w == FILL_WINDOW or (w + 1) * self.window <= self.duration else w
+        return w, m, t_end
 
     def build_window(self, plan):
         """The second half: the window's due frees, sorted, merged with its arrivals into events.
