@@ -90,13 +90,16 @@ class MachineConfig:
 # ---------------------------------------------------------------------------
 # workload
 
-DISTS = ("fixed", "exp", "lognormal", "uniform", "forever")
+DISTS = ("fixed", "exp", "lognormal", "uniform", "forever", "list")
+MAX_LIST_VALUES = 4096  # values of a `list` distribution
 CALLER_MIGRATETYPES = MIGRATETYPE_NAMES[:MIGRATE_PCPTYPES]  # unmovable, movable, reclaimable
 
 
 @dataclass
 class Dist:
-    """A distribution of a positive quantity. `forever` is +inf (lifetimes only)."""
+    """A distribution of a positive quantity. `forever` is +inf (lifetimes only); `list`: a
+    caller's k-th object takes values[k % len(values)] (e.g. the sizes of a module list, in
+    the order it is loaded)."""
 
     dist: str = field(default="fixed", metadata=choice(*DISTS))
     value: float = field(default=1.0, metadata=rng(0.0, 1e12))
@@ -105,6 +108,7 @@ class Dist:
     sigma: float = field(default=1.0, metadata=rng(0.0, 10.0))
     low: float = field(default=0.0, metadata=rng(0.0, 1e12))
     high: float = field(default=1.0, metadata=rng(0.0, 1e12))
+    values: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -124,6 +128,9 @@ class CallerConfig:
     # an oracle workload) instead of in the fill phase before t = 0; arrivals at rate_per_s
     # still run from t = 0, merged by time with the burst
     at_s: Optional[float] = field(default=None, metadata=rng(0.0, 1e9))
+    # the initial objects arrive one after another, this far apart, from at_s (insmod of a
+    # module list, one at a time); 0: all at at_s
+    at_interval_s: float = field(default=0.0, metadata=rng(0.0, 1e6))
     migratetype: str = field(default="unmovable", metadata=choice(*CALLER_MIGRATETYPES))
     order_mix: list[float] = field(default_factory=lambda: [1.0])  # weight of order 0, 1, 2, ...
     allocs: Dist = field(default_factory=Dist)
@@ -132,6 +139,11 @@ class CallerConfig:
     on_alloc: str = field(default="none", metadata=choice(*ON_ALLOC))
     on_alloc_fraction: float = field(default=1.0, metadata=rng(0.0, 1.0))
     on_free: str = field(default="none", metadata=choice(*ON_FREE))
+    # load_module's copy of the image (copy_module_from_user / kernel_read_file: a vmalloc'd
+    # buffer of the .ko file, about twice the module's core): order-0 pages for load_copy x
+    # the object's size, allocated right before the object's pages and freed right after
+    # them (free_copy), with no direct-map action; 0: none
+    load_copy: float = field(default=0.0, metadata=rng(0.0, 100.0))
     unmapped: bool = False  # __GFP_UNMAPPED user: goes through the policy (issue: caches)
     # background memory: `share` of target_utilisation x managed pages, filled at t=0 and
     # kept in steady state (arrival rate = population / mean lifetime); may be reclaimed.
@@ -304,6 +316,15 @@ def validate_caller(c: CallerConfig, key: str) -> None:
             raise ConfigError(f"{key}.{dname}.high", d.high, f">= low ({d.low})")
         if d.dist == "fixed" and dname == "allocs" and d.value < 1:
             raise ConfigError(f"{key}.{dname}.value", d.value, ">= 1 allocation per object")
+        if d.dist != "list" and d.values:
+            raise ConfigError(f"{key}.{dname}.values", list(d.values), "unset unless dist: list")
+        if d.dist == "list":
+            if not 1 <= len(d.values) <= MAX_LIST_VALUES:
+                raise ConfigError(f"{key}.{dname}.values", list(d.values),
+                                  f"a list of 1..{MAX_LIST_VALUES} values (dist: list)")
+            for i, v in enumerate(d.values):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+                    raise ConfigError(f"{key}.{dname}.values[{i}]", v, "a number > 0")
     if c.background and c.share <= 0:
         raise ConfigError(key + ".share", c.share, "(0, 1] for a background caller")
     if c.fill_to < c.fill_from:
@@ -368,6 +389,8 @@ def validate(cfg: SimConfig) -> SimConfig:
     for f in dataclasses.fields(cfg):
         if not dataclasses.is_dataclass(getattr(cfg, f.name)):
             _check_field(f.name, getattr(cfg, f.name), f.metadata)
-    if len(cfg.workload.callers) > 250:
-        raise ConfigError("workload.callers", len(cfg.workload.callers), "at most 250 callers")
+    rows = len(cfg.workload.callers) + sum(c.load_copy > 0 for c in cfg.workload.callers.values())
+    if rows > 250:
+        raise ConfigError("workload.callers", len(cfg.workload.callers),
+                          "at most 250 callers, one with load_copy counting twice (its copies are a caller's row)")
     return cfg

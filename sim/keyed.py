@@ -27,7 +27,7 @@ F_ORDER, F_ALLOCS, F_SIZE, F_SIZE2, F_LIFE, F_LIFE2, F_CPU, F_FILL, F_GAP = rang
 F_ACTION = 16  # + allocation index within the object: the on_alloc_fraction draw
 
 # distribution kinds (config.DISTS order) and the parameter columns of a dist row
-D_FIXED, D_EXP, D_LOGNORMAL, D_UNIFORM, D_FOREVER = range(5)
+D_FIXED, D_EXP, D_LOGNORMAL, D_UNIFORM, D_FOREVER, D_LIST = range(6)
 D_NONE = -1  # no distribution (size_bytes unset)
 DIST_COLS = ("kind", "value", "mean", "median", "sigma", "low", "high")
 
@@ -77,10 +77,19 @@ def draw(d, h, field):
     return math.inf
 
 
+@njit_inline
+def draw_k(d, values, h, field, k):
+    """draw(), or for a `list` row (its length in column 1) the k-th object's value."""
+    if d[0] == D_LIST:
+        return values[k % np.int64(d[1])]
+    return draw(d, h, field)
+
+
 def dist_row(d) -> np.ndarray:
     """A config Dist (or None) as a float64 row of DIST_COLS."""
     from .config import DISTS
 
     if d is None:
         return np.array([D_NONE, 0, 0, 0, 0, 0, 0], np.float64)
-    return np.array([DISTS.index(d.dist), d.value, d.mean, d.median, d.sigma, d.low, d.high], np.float64)
+    value = len(d.values) if d.dist == "list" else d.value
+    return np.array([DISTS.index(d.dist), value, d.mean, d.median, d.sigma, d.low, d.high], np.float64)

@@ -21,6 +21,7 @@ from .compaction import MODE_SYNC, direct_compact_for_block, fragmentation_score
 from .directmap import change_page_attr, flush_tlb_kernel_range, split_large_page_1g, split_large_page_2m
 from .jit import njit, njit_inline
 from .pollution import set_pageblock_mt
+from .workload import copy_rows
 from .buddy import add_to_free_list, del_from_free_list, expand, set_pageblock_range
 from .page_alloc import __move_freepages_block, __rmqueue_smallest, prep_new_page, zone_watermark_ok
 from .layout import (
@@ -90,6 +91,7 @@ def served_callers(sc) -> np.ndarray:
     out = [0 if not (c.unmapped and (kinds is None or c.kind in kinds))
            else SERVED_CHUNKS if kinds is not None and c.kind == "bpf" else SERVED_PAGES
            for c in sc.workload.callers.values()]
+    out += [0] * len(copy_rows(sc.workload))  # load copies: plain vmalloc buffers (workload.callers_table)
     return np.array(out or [0], np.uint8)
 
 

@@ -34,8 +34,8 @@ from .config import Dist, WorkloadConfig
 from .constants import BPF_PROG_CHUNK_SIZE, BPF_PROG_PACK_SIZE, MIGRATETYPES, NR_PAGE_ORDERS, PAGE_SIZE
 from .jit import njit, njit_inline, prefetch
 from .keyed import (
-    D_NONE, F_ACTION, F_ALLOCS, F_CPU, F_FILL, F_GAP, F_LIFE, F_ORDER, F_SIZE, dist_row, draw, field_uniform, obj_key,
-    uniform,
+    D_NONE, F_ACTION, F_ALLOCS, F_CPU, F_FILL, F_GAP, F_LIFE, F_ORDER, F_SIZE, dist_row, draw_k, field_uniform,
+    obj_key, uniform,
 )
 from .layout import (
     A_NOT_YET, ADMITTED, AF_ACTION, AF_NO_PACK, AF_RECLAIMABLE, AF_UNMAPPED, NEED_CHUNKS, NEED_OUT, NEED_RQ, NEED_SLOTS,
@@ -49,6 +49,7 @@ def dist_mean(d: Dist) -> float:
         "lognormal": lambda: d.median * math.exp(d.sigma ** 2 / 2),
         "uniform": lambda: (d.low + d.high) / 2,
         "forever": lambda: math.inf,
+        "list": lambda: sum(d.values) / len(d.values),
     }[d.dist]()
 
 
@@ -75,11 +76,15 @@ Callers = namedtuple("Callers", [
     "fill_lo", "fill_hi",  # float64: the fill phase window, in [-1, 0)
     "fill_sum",  # float64: the sum of the n0 + 1 exponential spacings of the fill arrivals
     "at_s",  # float64: initial objects arrive here (nan: in the fill phase)
+    "interval",  # float64: initial object k arrives at at_s + k x interval
     "flags",  # int64: AF_RECLAIMABLE | AF_UNMAPPED
     "act",  # float64: on_alloc_fraction (0 without an on_alloc action)
     "image",  # bool: objects are code images (size in 64-byte chunks, bpf_prog_pack)
     "cdf",  # float64 [caller, order]: cumulative order_mix
     "dist",  # float64 [caller, 3, DIST_COLS]: allocs, size_bytes, lifetime
+    "vals",  # float64 [caller, 3, values]: the values of `list` distributions
+    "copy",  # int64: the row of the caller's load copy (load_copy > 0), else NIL
+    "copy_ratio",  # float64: load_copy
     "mt", "on_alloc", "on_free",  # uint8 per caller
 ])
 
@@ -105,34 +110,55 @@ def caller_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little") >> 1
 
 
+def copy_rows(wl: WorkloadConfig) -> list[int]:
+    """The callers with a load copy: each gets one more row of the callers' table, after all
+    the callers, in this order (a plain unmovable caller with no objects of its own)."""
+    return [ci for ci, c in enumerate(wl.callers.values()) if c.load_copy > 0]
+
+
 def callers_table(wl: WorkloadConfig, managed_pages: int, seed: int) -> tuple[Callers, list[str]]:
     names = list(wl.callers)
     cs = [wl.callers[n] for n in names]
-    nc = max(len(cs), 1)
+    copies = copy_rows(wl)
+    names += [names[ci] + ":copy" for ci in copies]
+    nc = max(len(names), 1)
+    dists = [[c.allocs, c.size_bytes, c.lifetime_s] for c in cs]
     dist = np.zeros((nc, 3, 7))
+    vals = np.zeros((nc, 3, max([len(d.values) for ds in dists for d in ds if d is not None] + [1])))
     cdf = np.ones((nc, NR_PAGE_ORDERS))
     n0, rate = np.zeros(nc, np.int64), np.zeros(nc)
+    copy = np.full(nc, NIL, np.int64)
+    copy[copies] = np.arange(len(cs), len(names))
     for ci, c in enumerate(cs):
-        dist[ci] = [dist_row(c.allocs), dist_row(c.size_bytes), dist_row(c.lifetime_s)]
+        dist[ci] = [dist_row(d) for d in dists[ci]]
+        for j, d in enumerate(dists[ci]):
+            if d is not None and d.values:
+                vals[ci, j, :len(d.values)] = d.values
         w = np.zeros(NR_PAGE_ORDERS)
         w[:len(c.order_mix)] = c.order_mix
         cdf[ci] = np.cumsum(w) / w.sum()
         cdf[ci, np.flatnonzero(w)[-1]:] = 1.0  # the last order with weight catches rounding
+    def per_row(f, copy_value, dtype=np.float64):  # f(caller) for the callers' rows, then the copies'
+        return np.array([f(c) for c in cs] + [copy_value(cs[ci]) for ci in copies] or [0], dtype)
+
     tab = Callers(
         key=np.array([caller_key(n) for n in names] or [0], np.int64),
         n0=n0, rate=rate,
-        fill_lo=np.array([c.fill_from - 1.0 for c in cs] or [0.0]),
-        fill_hi=np.array([c.fill_to - 1.0 for c in cs] or [0.0]),
+        fill_lo=per_row(lambda c: c.fill_from - 1.0, lambda c: -1.0),
+        fill_hi=per_row(lambda c: c.fill_to - 1.0, lambda c: 0.0),
         fill_sum=np.ones(nc),
-        at_s=np.array([float(c.at_s) if c.at_s is not None and not c.background else math.nan for c in cs] or [0.0]),
-        flags=np.array([(AF_RECLAIMABLE if c.reclaimable else 0) | (AF_UNMAPPED if c.unmapped else 0)
-                        for c in cs] or [0], np.int64),
-        act=np.array([c.on_alloc_fraction if c.on_alloc != "none" else 0.0 for c in cs] or [0.0]),
-        image=np.array([not c.background for c in cs] or [False]),
-        cdf=cdf, dist=dist,
-        mt=np.array([MIGRATETYPES[c.migratetype] for c in cs] or [0], np.uint8),
-        on_alloc=np.array([ON_ALLOC.index(c.on_alloc) for c in cs] or [0], np.uint8),
-        on_free=np.array([ON_FREE.index(c.on_free) for c in cs] or [0], np.uint8),
+        at_s=per_row(lambda c: float(c.at_s) if c.at_s is not None and not c.background else math.nan,
+                     lambda c: math.nan),
+        interval=per_row(lambda c: c.at_interval_s, lambda c: 0.0),
+        flags=per_row(lambda c: (AF_RECLAIMABLE if c.reclaimable else 0) | (AF_UNMAPPED if c.unmapped else 0),
+                      lambda c: 0, np.int64),
+        act=per_row(lambda c: c.on_alloc_fraction if c.on_alloc != "none" else 0.0, lambda c: 0.0),
+        image=per_row(lambda c: not c.background, lambda c: False, np.bool_),
+        cdf=cdf, dist=dist, vals=vals, copy=copy,
+        copy_ratio=per_row(lambda c: c.load_copy, lambda c: 0.0),
+        mt=per_row(lambda c: MIGRATETYPES[c.migratetype], lambda c: MIGRATETYPES[c.migratetype], np.uint8),
+        on_alloc=per_row(lambda c: ON_ALLOC.index(c.on_alloc), lambda c: 0, np.uint8),
+        on_free=per_row(lambda c: ON_FREE.index(c.on_free), lambda c: 0, np.uint8),
     )
     for ci, c in enumerate(cs):
         if c.background:  # the population that fills its share, kept in steady state
@@ -147,8 +173,8 @@ def callers_table(wl: WorkloadConfig, managed_pages: int, seed: int) -> tuple[Ca
 
 
 @njit_inline
-def object_shape(ct, h, c):
-    """An object (keyed h) of caller c: (order, allocations, tail chunks, too big for a pack).
+def object_shape(ct, h, c, k):
+    """Object k (keyed h) of caller c: (order, allocations, tail chunks, too big for a pack).
     Inlined: a call passes the callers' table by value (110 words pushed per object)."""
     order = 0
     if ct.cdf[c, 0] < 1.0:  # more than one order
@@ -158,10 +184,10 @@ def object_shape(ct, h, c):
     unit = PAGE_SIZE << order
     size = 0  # no size_bytes: whole allocations
     if ct.dist[c, 1, 0] != D_NONE:
-        size = np.int64(math.ceil(max(draw(ct.dist[c, 1], h, F_SIZE), 1.0)))
+        size = np.int64(math.ceil(max(draw_k(ct.dist[c, 1], ct.vals[c, 1], h, F_SIZE, k), 1.0)))
         n = (size + unit - 1) // unit
     else:
-        n = max(np.int64(round(draw(ct.dist[c, 0], h, F_ALLOCS))), 1)
+        n = max(np.int64(round(draw_k(ct.dist[c, 0], ct.vals[c, 0], h, F_ALLOCS, k))), 1)
     tail = 0
     big = False
     if ct.image[c]:  # a code image: its last allocation holds the rest, in 64-byte chunks
@@ -170,7 +196,7 @@ def object_shape(ct, h, c):
         if tail >= unit // BPF_PROG_CHUNK_SIZE:
             tail = 0
         big = (size if size > 0 else unit) > BPF_PROG_PACK_SIZE
-    return order, n, tail, big
+    return order, n, tail, big, size if size > 0 else n * unit
 
 
 @njit
@@ -179,7 +205,7 @@ def background_population(ct, seed, c, target_pages):
     total = 0
     k = 0
     while total < target_pages:
-        order, n, _, _ = object_shape(ct, obj_key(seed, ct.key[c], k), c)
+        order, n, _, _, _ = object_shape(ct, obj_key(seed, ct.key[c], k), c, k)
         total += n << order
         k += 1
     return k
@@ -234,9 +260,10 @@ def main_arrival(ct, seed, w, window, duration, c, k, tn):
 
 @njit_inline
 def burst_arrival(ct, w, window, duration, c, k):
-    """The time of object k of caller c's burst (its `initial` objects k < n0 at at_s), +inf
-    when there is none left, or it is not in window w or not before the duration."""
-    t = ct.at_s[c]
+    """The time of object k of caller c's burst (its `initial` objects k < n0 from at_s, one
+    every `interval`), +inf when there is none left, or it is not in window w or not before
+    the duration."""
+    t = ct.at_s[c] + k * ct.interval[c]
     if k >= ct.n0[c] or math.isnan(t) or t >= duration or window_index(t, window) > w:
         return math.inf
     return t
@@ -298,15 +325,23 @@ def draw_arrivals(ct, next_k, next_t, burst_k, seed, w, window, duration, ncpus,
                 x = y
         if x == NIL:
             return m, ADMITTED
-        if m == d_t.shape[0]:
-            return m, NEED_OUT
         c = x >> 1
+        if m + (2 if ct.copy[c] != NIL else 1) > d_t.shape[0]:
+            return m, NEED_OUT
         k = burst_k[c] if x % 2 == 0 else next_k[c]
         h = obj_key(seed, ct.key[c], k)
-        order, n, tail, big = object_shape(ct, h, c)
+        order, n, tail, big, nbytes = object_shape(ct, h, c, k)
         cpu = min(np.int64(field_uniform(h, F_CPU) * ncpus), ncpus - 1)
+        if ct.copy[c] != NIL:  # load_module's copy of the image, freed right after the object is set up
+            cc = ct.copy[c]
+            d_t[m], d_tfree[m] = t, t + 1e-9
+            d_gid[m] = (cc << GID_SHIFT) | k
+            d_word[m] = ev_word(0, cc, cpu, ct.flags[cc], 0)
+            d_n[m] = max(np.int64(math.ceil(ct.copy_ratio[c] * nbytes / PAGE_SIZE)), 1)
+            d_tail[m] = 0
+            m += 1
         d_t[m] = t
-        d_tfree[m] = t + max(draw(ct.dist[c, 2], h, F_LIFE), 1e-9)
+        d_tfree[m] = t + max(draw_k(ct.dist[c, 2], ct.vals[c, 2], h, F_LIFE, k), 1e-9)
         d_gid[m] = (np.int64(c) << GID_SHIFT) | k
         d_word[m] = ev_word(order, c, cpu, ct.flags[c] | (AF_NO_PACK if big else 0), 0)
         d_n[m], d_tail[m] = n, tail

@@ -33,12 +33,7 @@ WORKLOADS = {
 MACHINES = {"s1_m2G": "qemu_2g", "s1_m4G": "qemu_4g"}
 
 # Where the model cannot match, and why: (config, oracle workload) -> reason.
-KNOWN_GAPS = {
-    ("s1_m4G", "modules"): "the kernel's module pages are in ZONE_NORMAL (its page-table walk: split regions at "
-                           "4122-4140 MiB), the model's in its one zone's low memory (74 and 84 MiB): 2 splits vs 5. "
-                           "Freeing ZONE_NORMAL first at boot (the zonelist's preference as the lists' order) "
-                           "puts them at 4122 and 4132 MiB, two of the kernel's five, still 2 splits",
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 
 def kernel_deltas(path: Path):

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import sim
 from sim.config import ConfigError
 from sim.hydra_conf import to_sim_config
-from sim.layout import AF_ACTION, decode
+from sim.layout import AF_ACTION, decode, pack_event_word
 from sim.workload import Stream, sort_frees
 
 SMALL = ["machine=small", "workload=mixed", "workload.duration_s=90"]
@@ -104,19 +104,20 @@ def test_window_built_next_to_the_loop_changes_nothing(tmp_path, policy):
 
 
 def test_same_seed_same_stream_and_callers_independent():
-    _, a = stream_events(SMALL, 30)
+    st_a, a = stream_events(SMALL, 30)
     _, b = stream_events(SMALL, 30)
     assert _same_events(a, b)
     _, c = stream_events(SMALL + ["seed=1"], 30)
     assert not _same_events(a, c)
     # adding a caller keeps every other caller's objects (keyed by the caller's name)
     extra = SMALL + ["++workload.callers={zz_new: {kind: vmalloc, rate_per_s: 3}}"]
-    _, d = stream_events(extra, 30)
-    caller = lambda ws: np.concatenate([decode(w.ev_info, "caller") for w in ws])  # noqa: E731
-    info = lambda ws: np.concatenate([w.ev_info for w in ws])  # noqa: E731
-    names = list(to_sim_config(sim.load_config(extra)).workload.callers)
-    mine = caller(d) != names.index("zz_new")
-    assert np.array_equal(info(d)[mine], info(a))
+    st_d, d = stream_events(extra, 30)
+    # (by name: a caller's load-copy rows come after all the callers, so their index moves)
+    names = lambda st_, ws: np.array(st_.names)[np.concatenate([decode(w.ev_info, "caller") for w in ws])]  # noqa: E731
+    info = lambda ws: np.concatenate([w.ev_info for w in ws]) & ~pack_event_word(0, 255, 0, 0)  # noqa: E731
+    others = names(st_d, d) != "zz_new"
+    assert np.array_equal(names(st_d, d)[others], names(st_a, a))
+    assert np.array_equal(info(d)[others], info(a))
 
 
 def test_background_fill_reaches_its_share():
@@ -126,8 +127,8 @@ def test_background_fill_reaches_its_share():
     pages = np.int64(1) << decode(w.ev_info, "order")
     callers = decode(w.ev_info, "caller")
     for ci, name in enumerate(st_.names):
-        c = sc.workload.callers[name]
-        if c.background:
+        c = sc.workload.callers.get(name)
+        if c is not None and c.background:
             got = pages[callers == ci].sum()
             assert got >= c.share * 0.5 * (1 << 16) and got - c.share * 0.5 * (1 << 16) <= 512 * 64, name
 
@@ -139,8 +140,8 @@ def test_on_alloc_action_flag_follows_the_callers_action_and_fraction():
     acted = (decode(info, "flags") & AF_ACTION) != 0
     caller = decode(info, "caller")
     for ci, name in enumerate(st_.names):
-        c = sc.workload.callers[name]
-        frac = c.on_alloc_fraction if c.on_alloc != "none" else 0.0
+        c = sc.workload.callers.get(name)  # None: a load copy's row (no action)
+        frac = c.on_alloc_fraction if c is not None and c.on_alloc != "none" else 0.0
         mine = caller == ci
         if frac in (0.0, 1.0):
             assert np.all(acted[mine] == bool(frac)), name
@@ -247,3 +248,43 @@ def test_burst_and_poisson_arrivals_of_one_caller_merge_by_time():
     assert 50 <= poisson.size <= 110 and poisson.min() < 5.0  # ~2/s over 40 s, from t = 0
     frees = t[mine & ~alloc]
     assert np.count_nonzero(frees == 35.0) == 50  # the burst's fixed lifetime
+
+
+MODULE_LIST = ["machine=small", "workload=oracle_base", "workload.duration_s=10",
+               "++workload.callers={mods: {kind: module, initial: 5, at_s: 1, at_interval_s: 0.5, "
+               "size_bytes: {dist: list, values: [8192, 40960, 4096]}, load_copy: 2, "
+               "lifetime_s: {dist: forever}, on_alloc: ro, on_alloc_fraction: 1.0, on_free: reset}}"]
+
+
+def test_module_list_loads_one_at_a_time_each_with_its_copy():
+    """insmod of a module list: module k at at_s + k x at_interval_s, its size the k-th value of
+    the list (cycled); load_module's copy (load_copy x the size, order-0 pages, no direct-map
+    action) is allocated right before the module's pages and freed right after them, before
+    the next module loads; the same events for any window size."""
+    streams = [stream_events(MODULE_LIST, w) for w in (0.3, 7, 100)]
+    assert _same_events(streams[0][1], streams[1][1]) and _same_events(streams[0][1], streams[2][1])
+    st_, ws = streams[1]
+    assert st_.names == ["mods", "mods:copy"]
+    t = np.concatenate([w.ev_time for w in ws])
+    info = np.concatenate([w.ev_info for w in ws])
+    free = np.concatenate([w.ev_code & 1 for w in ws]).astype(bool)
+    caller, order = decode(info, "caller"), decode(info, "order")
+    acted = (decode(info, "flags") & AF_ACTION) != 0
+    assert np.all(order == 0)
+    expected = []  # (time, caller, is_free) in event order
+    for k, size in enumerate([8192, 40960, 4096, 8192, 40960]):
+        at, pages = 1 + 0.5 * k, size // 4096
+        expected += [(at, 1, 0)] * (2 * pages) + [(at, 0, 0)] * pages + [(at + 1e-9, 1, 1)] * (2 * pages)
+    assert list(zip(t.tolist(), caller.tolist(), free.astype(int).tolist())) == expected
+    assert np.all(acted[caller == 0]) and not np.any(acted[caller == 1])
+
+
+@pytest.mark.parametrize("override,key", [
+    ("{dist: list}", "size_bytes.values"),
+    ("{dist: list, values: [4096, -1]}", "size_bytes.values[1]"),
+    ("{dist: fixed, value: 4096, values: [4096]}", "size_bytes.values"),
+])
+def test_bad_list_distribution_is_refused_naming_its_key(override, key):
+    cfg = ["workload=idle", f"++workload.callers={{m: {{kind: module, initial: 1, size_bytes: {override}}}}}"]
+    with pytest.raises(ConfigError, match=r"workload\.callers\.m\." + key.replace(".", r"\.").replace("[", r"\[")):
+        to_sim_config(sim.load_config(cfg))
