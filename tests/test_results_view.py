@@ -230,8 +230,28 @@ def test_model_compiles_once_per_machine_others_wait_and_are_told(tmp_path, monk
     t2.join(30)
     assert calls == [True]  # one compile, from a cold cache
     assert out[0] is not None and out[0] >= 1.0 and out[1] is None
-    assert any(m.startswith(f"compiling the model for this machine, once: about {jitcache.ESTIMATE_S} s")
+    assert any(m.startswith(f"compiling the model for this machine, once: about {jitcache.estimated_compile_s()} s")
                for m in said), said
     assert any(m.startswith("waiting for another process compiling the model") for m in said), said
     assert jitcache.is_warm() and not jitcache.needs_compile()
     assert jitcache.expected_compile_s() == round(float(f"{out[0]:.1f}"))  # as written: seconds to 0.1 s
+
+
+def test_compile_estimate_scales_with_this_machines_speed(monkeypatch):
+    """Before a compile was measured here, the wait is guessed from the reference machine's
+    compile, scaled by a probe of this machine's single-threaded speed and its CPUs."""
+    from sim import jitcache
+
+    try:
+        for cpus, slower in ((2, 1.0), (2, 3.0), (1, 2.0)):
+            jitcache.estimated_compile_s.cache_clear()
+            monkeypatch.setattr(jitcache, "usable_cpus", lambda: cpus)
+            monkeypatch.setattr(jitcache, "_cpu_probe_s", lambda: jitcache.REF_PROBE_S * slower)
+            assert jitcache.estimated_compile_s() == round(jitcache.REF_COMPILE_S[cpus] * slower)
+    finally:
+        jitcache.estimated_compile_s.cache_clear()
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "/nonexistent-dmfrag-cache")  # nothing measured there
+    monkeypatch.setattr(jitcache, "_cpu_probe_s", lambda: jitcache.REF_PROBE_S)
+    monkeypatch.setattr(jitcache, "usable_cpus", lambda: 2)
+    assert jitcache.expected_compile_s() == jitcache.REF_COMPILE_S[2]
+    jitcache.estimated_compile_s.cache_clear()
