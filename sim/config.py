@@ -142,7 +142,7 @@ class CallerConfig:
     # load_module's copy of the image (copy_module_from_user / kernel_read_file: a vmalloc'd
     # buffer of the .ko file, about twice the module's core): order-0 pages for load_copy x
     # the object's size, allocated right before the object's pages and freed right after
-    # them (free_copy), with no direct-map action; 0: none
+    # them (free_copy), unmovable (GFP_KERNEL), with no direct-map action; 0: none
     load_copy: float = field(default=0.0, metadata=rng(0.0, 100.0))
     unmapped: bool = False  # __GFP_UNMAPPED user: goes through the policy (issue: caches)
     # background memory: `share` of target_utilisation x managed pages, filled at t=0 and

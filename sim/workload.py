@@ -31,7 +31,9 @@ from collections import namedtuple
 import numpy as np
 
 from .config import Dist, WorkloadConfig
-from .constants import BPF_PROG_CHUNK_SIZE, BPF_PROG_PACK_SIZE, MIGRATETYPES, NR_PAGE_ORDERS, PAGE_SIZE
+from .constants import (
+    BPF_PROG_CHUNK_SIZE, BPF_PROG_PACK_SIZE, MIGRATE_UNMOVABLE, MIGRATETYPES, NR_PAGE_ORDERS, PAGE_SIZE,
+)
 from .jit import njit, njit_inline, prefetch
 from .keyed import (
     D_NONE, F_ACTION, F_ALLOCS, F_CPU, F_FILL, F_GAP, F_LIFE, F_ORDER, F_SIZE, dist_row, draw_k, field_uniform,
@@ -112,7 +114,8 @@ def caller_key(name: str) -> int:
 
 def copy_rows(wl: WorkloadConfig) -> list[int]:
     """The callers with a load copy: each gets one more row of the callers' table, after all
-    the callers, in this order (a plain unmovable caller with no objects of its own)."""
+    the callers, in this order (a plain caller with no objects of its own: unmovable, as
+    __vmalloc(len, GFP_KERNEL) is, no direct-map action, never served by a policy)."""
     return [ci for ci, c in enumerate(wl.callers.values()) if c.load_copy > 0]
 
 
@@ -156,7 +159,7 @@ def callers_table(wl: WorkloadConfig, managed_pages: int, seed: int) -> tuple[Ca
         image=per_row(lambda c: not c.background, lambda c: False, np.bool_),
         cdf=cdf, dist=dist, vals=vals, copy=copy,
         copy_ratio=per_row(lambda c: c.load_copy, lambda c: 0.0),
-        mt=per_row(lambda c: MIGRATETYPES[c.migratetype], lambda c: MIGRATETYPES[c.migratetype], np.uint8),
+        mt=per_row(lambda c: MIGRATETYPES[c.migratetype], lambda c: MIGRATE_UNMOVABLE, np.uint8),  # GFP_KERNEL
         on_alloc=per_row(lambda c: ON_ALLOC.index(c.on_alloc), lambda c: 0, np.uint8),
         on_free=per_row(lambda c: ON_FREE.index(c.on_free), lambda c: 0, np.uint8),
     )
