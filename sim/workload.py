@@ -11,9 +11,13 @@ Memory is the live objects plus one window, whatever the simulated uptime:
 * Each caller's k-th object draws its order, allocations, size, lifetime and CPU from
   counter-based random numbers keyed by (seed, caller, k) (keyed.py). A caller's objects
   k < n0 arrive in the fill phase (t in [-1, 0): the objects alive at boot, in boot order)
-  or, with `at_s`, all at at_s; objects k >= n0 in a Poisson process from t = 0 (object k
-  one exponential gap after object k - 1). The callers' sources are merged by time as they
-  are drawn (draw_arrivals, pure: it may run a window ahead) and admitted (admit_arrivals).
+  or, with `at_s`, from at_s (all at once, or one every `at_interval_s`); objects k >= n0
+  in a Poisson process from t = 0 (object k one exponential gap after object k - 1). The
+  callers' sources are merged by time as they are drawn (draw_arrivals, pure: it may run a
+  window ahead) and admitted (admit_arrivals).
+* A caller with `load_copy` draws its load copy right before each object: an object of the
+  caller's copy row (callers_table: one row per such caller, after all of them) with the
+  same index and time, freed 1 ns later, so after the object's own allocations.
 * Window w holds the events whose time t has `window_index(t) == w` (w = -1: the fill
   phase; then [w W, (w + 1) W)). Within a window events are sorted by (time, alloc before
   free, caller, object), so the whole run sees the same event sequence for any window size.
@@ -141,6 +145,7 @@ def callers_table(wl: WorkloadConfig, managed_pages: int, seed: int) -> tuple[Ca
         w[:len(c.order_mix)] = c.order_mix
         cdf[ci] = np.cumsum(w) / w.sum()
         cdf[ci, np.flatnonzero(w)[-1]:] = 1.0  # the last order with weight catches rounding
+
     def per_row(f, copy_value, dtype=np.float64):  # f(caller) for the callers' rows, then the copies'
         return np.array([f(c) for c in cs] + [copy_value(cs[ci]) for ci in copies] or [0], dtype)
 
@@ -177,7 +182,8 @@ def callers_table(wl: WorkloadConfig, managed_pages: int, seed: int) -> tuple[Ca
 
 @njit_inline
 def object_shape(ct, h, c, k):
-    """Object k (keyed h) of caller c: (order, allocations, tail chunks, too big for a pack).
+    """Object k (keyed h) of caller c: (order, allocations, tail chunks, too big for a pack,
+    bytes: size_bytes' draw or the allocations' pages).
     Inlined: a call passes the callers' table by value (110 words pushed per object)."""
     order = 0
     if ct.cdf[c, 0] < 1.0:  # more than one order
