@@ -288,3 +288,19 @@ def test_bad_list_distribution_is_refused_naming_its_key(override, key):
     cfg = ["workload=idle", f"++workload.callers={{m: {{kind: module, initial: 1, size_bytes: {override}}}}}"]
     with pytest.raises(ConfigError, match=r"workload\.callers\.m\." + key.replace(".", r"\.").replace("[", r"\[")):
         to_sim_config(sim.load_config(cfg))
+
+
+def test_module_list_run_holds_only_the_modules_pages():
+    """The same module list through the engine: every copy page is freed again (pgfree), the
+    modules' 25 pages stay allocated and read-only in the direct map, and the free pages
+    (buddy + per-CPU lists) are down by exactly those pages plus the page tables of the
+    splits."""
+    cfg = sim.load_config(MODULE_LIST)
+    boot = sim.Machine(to_sim_config(cfg).machine).counters()
+    c = sim.simulate(cfg).counters
+    module_pages = (8192 + 40960 + 4096 + 8192 + 40960) // 4096
+    assert c["pgfree"] == 2 * module_pages  # the copies, and nothing else
+    assert c["pgalloc"] == 3 * module_pages + c["direct_map_pt_pages"] - boot["direct_map_pt_pages"]
+    assert c["direct_map_ro_pages"] - boot["direct_map_ro_pages"] == module_pages
+    free = lambda x: x["nr_free_pages"] + x["nr_pcp_pages"]  # noqa: E731
+    assert free(boot) - free(c) == module_pages + c["direct_map_pt_pages"] - boot["direct_map_pt_pages"]
