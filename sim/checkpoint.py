@@ -19,9 +19,9 @@ import numpy as np
 from .config import ConfigError
 from .layout import NIL
 
-VERSION = 5  # 2: 16-byte page records (pg_owner, compaction); 3: settings max_pfn_mapped, direct_gbpages;
+VERSION = 6  # 2: 16-byte page records (pg_owner, compaction); 3: settings max_pfn_mapped, direct_gbpages;
 # 4: the stream's burst_k (a caller's at_s burst and Poisson arrivals are two sources); 5: Live.g without
-# the live-object count nobody read
+# the live-object count nobody read; 6: a row per load copy in the callers' cursors (next_k, burst_k, ...)
 # keys that may differ between a saved machine and the run continuing it
 CONTINUE_FREE = {"policy", "workload.duration_s", "machine.snapshot"}
 POLICY_STATE = ("pack_pfn", "pack_list", "pack_used", "pack_bits", "var")  # kept from the new policy's set-up
