@@ -96,6 +96,10 @@ def _restore(run, z, meta):
                 raise ValueError(f"saved state {k} has shape {z[key].shape}, this machine {v.shape}")
             np.copyto(v, z[key])
     lv = run.stream.lv._replace(**{k: np.array(z[f"lv.{k}"]) for k in run.stream.lv._fields})
+    for k in ("next_k", "next_t", "burst_k"):  # per row of the callers' table (draw_arrivals reads them unchecked)
+        if getattr(lv, k).shape != getattr(run.stream.lv, k).shape:
+            raise ValueError(f"saved workload cursors {k} for {getattr(lv, k).shape[0]} callers' rows, "
+                             f"this workload has {getattr(run.stream.lv, k).shape[0]}")
     run.stream.lv = lv
     run.s = run.s._replace(alloc_pfn=lv.a_pfn)  # the owners' slots (pg_owner) index the restored a_pfn
     k = z["samples"].shape[0]
@@ -124,11 +128,11 @@ def load_snapshot(path, sc, make_run):
         raise ConfigError("machine.snapshot", str(path), "a file written by sim.save_machine")
     z, meta = _read(path)
     mine = json.loads(json.dumps(identity(sc), default=str))
-    for key, val in meta["config"].items():
+    for key in meta["config"].keys() | mine.keys():  # a key only one side has (a caller added) differs too
         if any(key == f or key.startswith(f + ".") for f in CONTINUE_FREE):
             continue
-        if mine.get(key) != val:
-            raise ConfigError(key, mine.get(key), f"{val!r}, as in the saved machine {path}")
+        if mine.get(key) != meta["config"].get(key):
+            raise ConfigError(key, mine.get(key), f"{meta['config'].get(key)!r}, as in the saved machine {path}")
     if meta["policy"] not in ("none", sc.policy.name):
         raise ConfigError("policy", sc.policy.name,
                           f"{meta['policy']!r} (the machine was aged under it; only one aged under 'none' "

@@ -311,7 +311,7 @@ def validate_caller(c: CallerConfig, key: str) -> None:
         if d is None:
             continue
         if d.dist == "forever" and dname != "lifetime_s":
-            raise ConfigError(f"{key}.{dname}.dist", d.dist, "one of fixed, exp, lognormal, uniform")
+            raise ConfigError(f"{key}.{dname}.dist", d.dist, "one of fixed, exp, lognormal, uniform, list")
         if d.dist == "uniform" and d.high < d.low:
             raise ConfigError(f"{key}.{dname}.high", d.high, f">= low ({d.low})")
         if d.dist == "fixed" and dname == "allocs" and d.value < 1:
@@ -322,11 +322,15 @@ def validate_caller(c: CallerConfig, key: str) -> None:
             if not 1 <= len(d.values) <= MAX_LIST_VALUES:
                 raise ConfigError(f"{key}.{dname}.values", list(d.values),
                                   f"a list of 1..{MAX_LIST_VALUES} values (dist: list)")
+            lo, allowed = (1, "[1, 1e12]") if dname == "allocs" else (0, "(0, 1e12]")  # allocs: as `fixed`
             for i, v in enumerate(d.values):
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
-                    raise ConfigError(f"{key}.{dname}.values[{i}]", v, "a number > 0")
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo <= v <= 1e12 and v > 0):
+                    raise ConfigError(f"{key}.{dname}.values[{i}]", v, "a number in " + allowed)
     if c.background and c.share <= 0:
         raise ConfigError(key + ".share", c.share, "(0, 1] for a background caller")
+    if c.at_interval_s and (c.at_s is None or c.background):
+        raise ConfigError(key + ".at_interval_s", c.at_interval_s,
+                          "0 unless at_s is set on a caller that is not background (it spaces the burst at at_s)")
     if c.fill_to < c.fill_from:
         raise ConfigError(key + ".fill_to", c.fill_to, f"[{c.fill_from} (fill_from), 1]")
 

@@ -20,7 +20,8 @@ Memory is the live objects plus one window, whatever the simulated uptime:
   same index and time, freed 1 ns later, so after the object's own allocations.
 * Window w holds the events whose time t has `window_index(t) == w` (w = -1: the fill
   phase; then [w W, (w + 1) W)). Within a window events are sorted by (time, alloc before
-  free, caller, object), so the whole run sees the same event sequence for any window size.
+  free, caller, object; a load copy's allocations right before its object's), so the whole
+  run sees the same event sequence for any window size.
 * An allocation lives in a recycled slot (a_pfn / a_info / a_next / a_gen), so
   per-allocation state is O(live allocations); an object's slots are chained through
   a_next. A live object with a finite lifetime has a record (free time, first slot, count)

@@ -204,6 +204,9 @@ def test_saved_machine_continues_as_if_never_stopped(tmp_path):
     with pytest.raises(ConfigError, match="machine.mem_mib"):
         sim.simulate(sim.load_config(base + ["workload.duration_s=300", "machine.mem_mib=2048",
                                              f"machine.snapshot={path}"]))
+    with pytest.raises(ConfigError, match=r"workload\.callers\.zz\."):  # a caller the saved machine lacks
+        sim.simulate(sim.load_config(base + ["workload.duration_s=300", f"machine.snapshot={path}",
+                                             "++workload.callers={zz: {kind: vmalloc, rate_per_s: 1, load_copy: 2}}"]))
 
 
 @settings(max_examples=80, deadline=None)
@@ -280,12 +283,15 @@ def test_module_list_loads_one_at_a_time_each_with_its_copy():
 
 
 @pytest.mark.parametrize("override,key", [
-    ("{dist: list}", "size_bytes.values"),
-    ("{dist: list, values: [4096, -1]}", "size_bytes.values[1]"),
-    ("{dist: fixed, value: 4096, values: [4096]}", "size_bytes.values"),
+    ("size_bytes: {dist: list}", "size_bytes.values"),
+    ("size_bytes: {dist: list, values: [4096, -1]}", "size_bytes.values[1]"),
+    ("size_bytes: {dist: list, values: [1e300]}", "size_bytes.values[0]"),
+    ("size_bytes: {dist: fixed, value: 4096, values: [4096]}", "size_bytes.values"),
+    ("allocs: {dist: list, values: [2, 0.5]}", "allocs.values[1]"),
+    ("at_interval_s: 0.5", "at_interval_s"),  # without at_s: nothing to space
 ])
-def test_bad_list_distribution_is_refused_naming_its_key(override, key):
-    cfg = ["workload=idle", f"++workload.callers={{m: {{kind: module, initial: 1, size_bytes: {override}}}}}"]
+def test_bad_list_distribution_or_burst_is_refused_naming_its_key(override, key):
+    cfg = ["workload=idle", f"++workload.callers={{m: {{kind: module, initial: 1, {override}}}}}"]
     with pytest.raises(ConfigError, match=r"workload\.callers\.m\." + key.replace(".", r"\.").replace("[", r"\[")):
         to_sim_config(sim.load_config(cfg))
 
