@@ -96,10 +96,6 @@ def _restore(run, z, meta):
                 raise ValueError(f"saved state {k} has shape {z[key].shape}, this machine {v.shape}")
             np.copyto(v, z[key])
     lv = run.stream.lv._replace(**{k: np.array(z[f"lv.{k}"]) for k in run.stream.lv._fields})
-    for k in ("next_k", "next_t", "burst_k"):  # per row of the callers' table (draw_arrivals reads them unchecked)
-        if getattr(lv, k).shape != getattr(run.stream.lv, k).shape:
-            raise ValueError(f"saved workload cursors {k} for {getattr(lv, k).shape[0]} callers' rows, "
-                             f"this workload has {getattr(run.stream.lv, k).shape[0]}")
     run.stream.lv = lv
     run.s = run.s._replace(alloc_pfn=lv.a_pfn)  # the owners' slots (pg_owner) index the restored a_pfn
     k = z["samples"].shape[0]

@@ -80,8 +80,8 @@ def _caller_load(c, duration: float, window: float, managed_pages: int, utilisat
         n0, rate = float(c.initial), float(c.rate_per_s)
     live = n0 + rate * min(duration, life if math.isfinite(life) else duration)
     per_object = allocs * (1 + 2 * c.load_copy * mean_pages)  # its allocations; its copy's pages, in and out
-    window_events = max(n0, 2 * rate * min(window, duration)) * per_object
-    return live, live * allocs, window_events, 2 * rate * min(window, duration) * per_object
+    steady = 2 * rate * min(window, duration) * per_object
+    return live, live * allocs, max(n0 * per_object, steady), steady
 
 
 def estimate(sc: SimConfig, overlap: bool = False) -> Estimate:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .freetype import freetype_alloc, freetype_free_pages
 from .cache import cache_alloc, cache_capture, cache_free, cache_held_add, cache_shrink
-from .config import ConfigError, PolicyConfig, validate_policy
+from .config import ConfigError, PolicyConfig, copy_rows, validate_policy
 from .constants import (
     MAP_LEAF, MAP_NONE, MAX_PAGE_ORDER, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMAPPED,
     MIGRATE_UNMOVABLE, PAGE_KERNEL, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PG_CACHE, PMD_PAGES,
@@ -21,7 +21,6 @@ from .compaction import MODE_SYNC, direct_compact_for_block, fragmentation_score
 from .directmap import change_page_attr, flush_tlb_kernel_range, split_large_page_1g, split_large_page_2m
 from .jit import njit, njit_inline
 from .pollution import set_pageblock_mt
-from .workload import copy_rows
 from .buddy import add_to_free_list, del_from_free_list, expand, set_pageblock_range
 from .page_alloc import __move_freepages_block, __rmqueue_smallest, prep_new_page, zone_watermark_ok
 from .layout import (

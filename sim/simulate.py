@@ -87,9 +87,8 @@ class Run:
         drawing = building = None
         if overlap and es.time_reached < es.duration:
             if es.drawn is None:
-                es.drawn = es.draw_window(es.next_window_index(), (es.lv.next_k, es.lv.next_t, es.lv.burst_k))
-            drawing = _builder().submit(es.draw_window, es.drawn.w + 1,
-                                        (es.drawn.next_k, es.drawn.next_t, es.drawn.burst_k))
+                es.drawn = es.draw_window(es.next_window_index(), es.lv)
+            drawing = _builder().submit(es.draw_window, es.drawn.w + 1, es.drawn, True)
             plan = es.admit_window()  # the drawn window's arrivals, while the one after is drawn
             building = _builder().submit(es.build_window, plan) if plan is not None else None
         try:

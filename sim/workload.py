@@ -35,7 +35,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .config import Dist, WorkloadConfig
+from .config import Dist, WorkloadConfig, copy_rows
 from .constants import (
     BPF_PROG_CHUNK_SIZE, BPF_PROG_PACK_SIZE, MIGRATE_UNMOVABLE, MIGRATETYPES, NR_PAGE_ORDERS, PAGE_SIZE,
 )
@@ -115,13 +115,6 @@ def caller_key(name: str) -> int:
     import hashlib
 
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little") >> 1
-
-
-def copy_rows(wl: WorkloadConfig) -> list[int]:
-    """The callers with a load copy: each gets one more row of the callers' table, after all
-    the callers, in this order (a plain caller with no objects of its own: unmovable, as
-    __vmalloc(len, GFP_KERNEL) is, no direct-map action, never served by a policy)."""
-    return [ci for ci, c in enumerate(wl.callers.values()) if c.load_copy > 0]
 
 
 def callers_table(wl: WorkloadConfig, managed_pages: int, seed: int) -> tuple[Callers, list[str]]:
@@ -673,7 +666,7 @@ class Stream:
                        rq_slot=np.zeros(16, np.int32), rq_gen=np.zeros(16, np.uint32),
                        next_k=next_k.astype(np.int64), next_t=next_t,
                        burst_k=np.where(burst, 0, ct.n0).astype(np.int64), g=g, reached=np.array([-np.inf]))
-        self.drawn = None  # a window's arrivals drawn ahead (draw_ahead), admitted by admit_window
+        self.drawn = None  # a window's arrivals drawn ahead (draw_window(ahead=True)), admitted by admit_window
         self._draw_size = 1024  # the last window's object count: draw_window's first buffers
         self._draw_bufs, self._flip = [None, None], 0
         # a window's due frees (time, object id, first slot, allocations) and sort_frees' scratch
@@ -731,15 +724,17 @@ class Stream:
         """The simulated time up to which events have been generated (-inf before the fill)."""
         return float(self.lv.reached[0])
 
-    def draw_window(self, w: int, cursors) -> "Drawn":
-        """draw_arrivals for window w from `cursors` (next_k, next_t, burst_k; copied): pure, so
-        Run.step(overlap=True) runs it a window ahead in the builder thread."""
-        next_k, next_t, burst_k = (a.copy() for a in cursors)
+    def draw_window(self, w: int, src, ahead: bool = False) -> "Drawn":
+        """draw_arrivals for window w from the cursors of `src` (the stream's Live, or the Drawn
+        before it; copied): pure, so Run.step(overlap=True) runs it a window ahead in the builder
+        thread (`ahead`), while the main thread admits the window drawn before."""
+        next_k, next_t, burst_k = src.next_k.copy(), src.next_t.copy(), src.burst_k.copy()
         nc = self.ct.n0.shape[0]
         cand = (np.zeros(2 * nc), np.zeros(2 * nc))
-        # two sets of buffers, used in turn (one drawn into while the other's window is admitted),
-        # kept between windows, made smaller once far larger than a window needs (after the fill)
-        self._flip ^= 1
+        # buffers kept between windows, made smaller once far larger than a window needs (after
+        # the fill); a draw ahead takes the other of two sets (the current one is being admitted),
+        # so a run without overlap keeps one
+        self._flip ^= ahead
         bufs = self._draw_bufs[self._flip]
         if bufs is None or not self._draw_size <= bufs[0].shape[0] <= 4 * self._draw_size:
             bufs = [np.empty(2 * self._draw_size, dt) for dt in (np.float64, np.float64, np.int64, np.int64,
@@ -757,8 +752,7 @@ class Stream:
         """Window w's objects drawn (or taken as drawn ahead) and admitted, growing what the
         admission runs out of; the cursors then move past them. Returns the objects' count."""
         lv = self.lv
-        d = self.drawn if self.drawn is not None and self.drawn.w == w else \
-            self.draw_window(w, (lv.next_k, lv.next_t, lv.burst_k))
+        d = self.drawn if self.drawn is not None and self.drawn.w == w else self.draw_window(w, lv)
         self.drawn = None
         self._draw_size = max(1024, d.count)
         i = m = 0
@@ -814,18 +808,19 @@ class Stream:
     def build_window(self, plan):
         """The second half: the window's due frees, sorted, merged with its arrivals into events.
         It writes only the calendar and its own buffers, so it may run while the event loop runs
-        the previous window. Returns (Window, the slots it frees)."""
+        the previous window. Returns (Window, the slots it frees, ascending)."""
         w, m, t_end = plan
         lv = self.lv
         ot, heads, o_n = self.o_t[:m], self.o_head[:m], self.o_n[:m]
         nf = due_frees(lv, w, self.window, self.duration, *self._frees)
         fr = [a[:nf] for a in self._frees]
         sort_frees(*fr, *(a[:nf] for a in self._sort_tmp), self._ends)
-        n_allocs, n_frees = int(o_n.sum()), int(fr[3].sum())
-        ev_time, ev_code, ev_info = np.zeros(n_allocs + n_frees), np.zeros(n_allocs + n_frees, np.int64), \
-            np.zeros(n_allocs + n_frees, np.int64)
+        n_frees = int(fr[3].sum())
+        n_ev = int(o_n.sum()) + n_frees
+        ev_time, ev_code, ev_info = np.zeros(n_ev), np.zeros(n_ev, np.int64), np.zeros(n_ev, np.int64)
         freed = np.empty(n_frees, np.int32)
         expand_window(lv, ot, heads, o_n, fr[0], fr[2], fr[3], ev_time, ev_code, ev_info, freed)
+        freed.sort()  # here, in the builder thread with overlap: release_slots stacks them descending
         return Window(w, ev_time, ev_code, ev_info, t_end), freed
 
     def release_slots(self, freed: np.ndarray) -> None:
@@ -835,7 +830,7 @@ class Stream:
         1.1 s, loop 10 -> 13-14 M events/s); which slot an allocation gets changes no result."""
         g = self.lv.g
         top = int(g[G_FREE_SLOTS])
-        self.lv.slot_free[top:top + freed.shape[0]] = np.sort(freed)[::-1]
+        self.lv.slot_free[top:top + freed.shape[0]] = freed[::-1]
         g[G_FREE_SLOTS] += freed.shape[0]
         g[G_LIVE_SLOTS] -= freed.shape[0]
 
